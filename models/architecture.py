@@ -1,0 +1,156 @@
+"""The learned codec: a gain-controlled (variable-rate) VAE with attention,
+a hyperprior and a checkerboard context model, built from CompressAI parts.
+
+::
+
+    x ─► g_a (conv+GDN, AttentionBlock) ─► y ─► × y_gain[r] ─► Q ─► checkerboard
+                                                                 │   context + GC
+          h_a ─► × z_gain[r] ─► Q ─► EB ─► × z_gain_inv[r] ─► h_s ─┘ (params)
+    x̂ ◄─ g_s (AttentionBlock, deconv+IGDN) ◄─ × y_gain_inv[r] ◄─ ŷ
+
+One network serves every rate point of a ladder: rate ``r`` selects a row of
+learned per-channel gains (Cui et al., CVPR 2021, "Asymmetric Gained Deep Image
+Compression"); a fractional ``r`` interpolates two rows geometrically, so any
+rate between the trained points is available without retraining.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from compressai.entropy_models import EntropyBottleneck
+from compressai.latent_codecs import (
+    CheckerboardLatentCodec,
+    GainHyperLatentCodec,
+    GainHyperpriorLatentCodec,
+    GaussianConditionalLatentCodec,
+)
+from compressai.layers import GDN, AttentionBlock, CheckerboardMaskedConv2d
+from compressai.models import CompressionModel
+from compressai.models.utils import conv, deconv
+from compressai.registry import register_model
+from torch import Tensor
+
+# Total down-sampling factor of g_a (16) times h_a (4): inputs are padded to this.
+PAD_MULTIPLE = 64
+
+
+def _analysis(N: int, M: int) -> nn.Sequential:
+    return nn.Sequential(
+        conv(3, N), GDN(N),
+        conv(N, N), GDN(N),
+        AttentionBlock(N),
+        conv(N, N), GDN(N),
+        conv(N, M),
+        AttentionBlock(M),
+    )  # fmt: skip
+
+
+def _synthesis(N: int, M: int) -> nn.Sequential:
+    return nn.Sequential(
+        AttentionBlock(M),
+        deconv(M, N), GDN(N, inverse=True),
+        deconv(N, N), GDN(N, inverse=True),
+        AttentionBlock(N),
+        deconv(N, N), GDN(N, inverse=True),
+        deconv(N, 3),
+    )  # fmt: skip
+
+
+def _hyper_analysis(N: int, M: int) -> nn.Sequential:
+    return nn.Sequential(
+        conv(M, N, stride=1, kernel_size=3), nn.LeakyReLU(inplace=True),
+        conv(N, N), nn.LeakyReLU(inplace=True),
+        conv(N, N),
+    )  # fmt: skip
+
+
+def _hyper_synthesis(N: int, M: int) -> nn.Sequential:
+    return nn.Sequential(
+        deconv(N, M), nn.LeakyReLU(inplace=True),
+        deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
+        conv(M * 3 // 2, M * 2, stride=1, kernel_size=3),
+    )  # fmt: skip
+
+
+def _entropy_parameters(M: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(M * 4, M * 10 // 3, 1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(M * 10 // 3, M * 8 // 3, 1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(M * 8 // 3, M * 2, 1),
+    )  # fmt: skip
+
+
+@register_model("gained-attn-checkerboard")
+class GainedAttentionCheckerboard(CompressionModel):
+    """Variable-rate attention VAE with hyperprior + checkerboard context.
+
+    Args:
+        N: channels of the transforms and of the hyper-latent.
+        M: channels of the latent ``y``.
+        n_rates: number of trained rate points (rows of gains).
+    """
+
+    def __init__(self, N: int = 96, M: int = 128, n_rates: int = 5):
+        super().__init__()
+        self.N, self.M, self.n_rates = N, M, n_rates
+        self.g_a = _analysis(N, M)
+        self.g_s = _synthesis(N, M)
+        self.latent_codec = GainHyperpriorLatentCodec(
+            latent_codec={
+                "y": CheckerboardLatentCodec(
+                    latent_codec={"y": GaussianConditionalLatentCodec(quantizer="ste")},
+                    entropy_parameters=_entropy_parameters(M),
+                    context_prediction=CheckerboardMaskedConv2d(
+                        M, 2 * M, kernel_size=5, stride=1, padding=2
+                    ),
+                ),
+                "hyper": GainHyperLatentCodec(
+                    entropy_bottleneck=EntropyBottleneck(N),
+                    h_a=_hyper_analysis(N, M),
+                    h_s=_hyper_synthesis(N, M),
+                ),
+            }
+        )
+        # Higher rate index = finer quantisation = larger gain.
+        init = torch.linspace(-1.0, 1.0, n_rates).unsqueeze(1)
+        self.y_gain = nn.Parameter(torch.exp(init).repeat(1, M))
+        self.y_gain_inv = nn.Parameter(torch.exp(-init).repeat(1, M))
+        self.z_gain = nn.Parameter(torch.ones(n_rates, N))
+        self.z_gain_inv = nn.Parameter(torch.ones(n_rates, N))
+
+    def gains(self, rate: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Gains for each item's (possibly fractional) rate, shaped (B, C, 1, 1)."""
+        rate = rate.to(self.y_gain.dtype).clamp(0, self.n_rates - 1)
+        lo = rate.floor().long().clamp(max=self.n_rates - 2)
+        t = (rate - lo).unsqueeze(1)
+
+        def pick(table: Tensor) -> Tensor:
+            table = table.abs()  # gains must stay positive
+            mixed = table[lo] ** (1 - t) * table[lo + 1] ** t
+            return mixed[:, :, None, None]
+
+        return pick(self.y_gain), pick(self.z_gain), pick(self.y_gain_inv), pick(self.z_gain_inv)
+
+    def forward(self, x: Tensor, rate: Tensor, bf16: bool = False) -> dict:
+        """Training pass: ``rate`` holds one rate per batch item.
+
+        ``bf16`` runs only the transforms under bfloat16 autocast; the entropy
+        model (likelihoods, hence the rate term) always stays in float32.
+        """
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            y = self.g_a(x)
+        y_out = self.latent_codec(y.float(), *self.gains(rate))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            x_hat = self.g_s(y_out["y_hat"])
+        return {"x_hat": x_hat.float(), "likelihoods": y_out["likelihoods"]}
+
+    def compress(self, x: Tensor, rate: float) -> dict:
+        y = self.g_a(x)
+        gains = self.gains(torch.tensor([rate], device=x.device))
+        return self.latent_codec.compress(y, *gains)
+
+    def decompress(self, strings: list, shape: dict, rate: float) -> Tensor:
+        _, _, y_gain_inv, z_gain_inv = self.gains(torch.tensor([rate]))
+        y_hat = self.latent_codec.decompress(strings, shape, y_gain_inv, z_gain_inv)["y_hat"]
+        return self.g_s(y_hat).clamp_(0, 1)

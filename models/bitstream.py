@@ -1,0 +1,121 @@
+"""The learned codec's file format (version 1).
+
+::
+
+    offset  size  field
+    0       3     magic  b"LIC"
+    3       1     format version (1)
+    4       1     model id      (a ladder file's ``model_id``)
+    5       2     rate × 256    (uint16, big-endian; fractional rates allowed)
+    7       2     height        (uint16, 1 … 65535)
+    9       2     width         (uint16, 1 … 65535)
+    11      var   length of stream 0, LEB128 varint
+    …       var   length of stream 1, LEB128 varint
+    …       …     stream 0 | stream 1 | stream 2   (the last one fills the rest)
+    end-4   4     CRC-32 of every byte before it (big-endian)
+
+Streams are CompressAI's rANS strings: 0 = anchor half of ``y``, 1 = the
+non-anchor half (checkerboard), 2 = the hyper-latent ``z``.  The padding to a
+multiple of 64 and the latent shapes follow from height and width, so they are
+not stored.  :func:`parse` checks every field before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = b"LIC"
+VERSION = 1
+N_STREAMS = 3
+MAX_PIXELS = 1 << 28  # refuse headers claiming absurd images before allocating
+_FIXED = struct.Struct(">3sBBHHH")
+_CRC = struct.Struct(">I")
+
+
+class BadStreamError(ValueError):
+    """A file that is not a valid learned bitstream."""
+
+
+@dataclass(frozen=True)
+class Header:
+    model_id: int
+    rate: float
+    height: int
+    width: int
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < end and shift < 35:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise BadStreamError("truncated or malformed stream length")
+
+
+def rate_code(rate: float) -> int:
+    code = round(rate * 256)
+    if not 0 <= code <= 0xFFFF:
+        raise ValueError(f"rate {rate} out of range")
+    return code
+
+
+def pack(header: Header, streams: list[bytes]) -> bytes:
+    """Serialise a header and its streams into one file's bytes."""
+    if len(streams) != N_STREAMS:
+        raise ValueError(f"expected {N_STREAMS} streams, got {len(streams)}")
+    if not (1 <= header.height <= 0xFFFF and 1 <= header.width <= 0xFFFF):
+        raise ValueError(f"image size {header.width}x{header.height} not codable")
+    body = _FIXED.pack(
+        MAGIC, VERSION, header.model_id, rate_code(header.rate), header.height, header.width
+    )
+    body += b"".join(_varint(len(s)) for s in streams[:-1]) + b"".join(streams)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def parse(data: bytes) -> tuple[Header, list[bytes]]:
+    """Check and split a file's bytes; :class:`BadStreamError` on any fault."""
+    if len(data) < _FIXED.size + _CRC.size:
+        raise BadStreamError(f"file too short ({len(data)} bytes) for a learned bitstream")
+    magic, version, model_id, rate, height, width = _FIXED.unpack_from(data)
+    if magic != MAGIC:
+        raise BadStreamError("wrong magic: not a learned bitstream")
+    if version != VERSION:
+        raise BadStreamError(f"unsupported format version {version} (this decoder reads {VERSION})")
+    end = len(data) - _CRC.size
+    (crc,) = _CRC.unpack_from(data, end)
+    if zlib.crc32(data[:end]) != crc:
+        raise BadStreamError("checksum mismatch: the file is truncated or altered")
+    if height == 0 or width == 0 or height * width > MAX_PIXELS:
+        raise BadStreamError(f"header claims an invalid image size {width}x{height}")
+    pos, lengths = _FIXED.size, []
+    for _ in range(N_STREAMS - 1):
+        n, pos = _read_varint(data, pos, end)
+        lengths.append(n)
+    if sum(lengths) > end - pos:
+        raise BadStreamError("stream lengths exceed the file size")
+    streams = []
+    for n in lengths:
+        streams.append(data[pos : pos + n])
+        pos += n
+    streams.append(data[pos:end])
+    return Header(model_id, rate / 256, height, width), streams
+
+
+def is_learned_stream(data: bytes) -> bool:
+    """Whether the bytes start like a learned bitstream (magic only)."""
+    return data[:3] == MAGIC

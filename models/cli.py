@@ -1,0 +1,42 @@
+"""``clic train``: train or continue a ladder's network from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .train import TrainConfig, train
+
+DEFAULT_DATA = [Path("../shared/datasets/bsds500"), Path("../shared/datasets/train_extra")]
+
+
+def train_command(
+    data: list[Path] = typer.Option(
+        DEFAULT_DATA, "--data", help="Folder of training images (repeat the option for several)."
+    ),
+    ladder: str = typer.Option("psnr", help="Ladder file (models/ladders/NAME.toml) whose network to train."),
+    out: Optional[Path] = typer.Option(None, help="Run folder for checkpoint and log [default: runs/LADDER]."),
+    steps: int = typer.Option(1000, help="Total optimisation steps; a resumed run continues up to this."),
+    batch: int = typer.Option(16, help="Crops per batch (each gets a random rate point)."),
+    crop: int = typer.Option(128, help="Crop side in pixels (MS-SSIM ladders need >= 161)."),
+    lr: float = typer.Option(1e-4, help="Learning rate of the main optimiser."),
+    lr_drop_at: int = typer.Option(0, help="Divide the learning rate by 10 from this step on (0: never)."),
+    seed: int = typer.Option(0, help="Seed for initialisation and crop sampling."),
+    threads: int = typer.Option(2, help="torch CPU threads."),
+    bf16: bool = typer.Option(True, help="Run the transforms under bfloat16 autocast (entropy model stays float32)."),
+    channels_last: bool = typer.Option(True, help="Use the channels-last memory format (faster on CPU)."),
+    checkpoint_minutes: float = typer.Option(15.0, help="Minutes between checkpoints."),
+    resume: bool = typer.Option(True, help="Continue from OUT/checkpoint.safetensors when it exists."),
+    init: Optional[Path] = typer.Option(None, help="Start from these exported weights (e.g. the committed ones) when not resuming."),
+    export: Optional[Path] = typer.Option(None, help="Also write float16 weights here at every checkpoint."),
+) -> None:
+    """Train a ladder's variable-rate network on random crops (all rate points at once)."""
+    config = TrainConfig(
+        ladder=ladder, data=data, out=out or Path("runs") / ladder, steps=steps, batch=batch,
+        crop=crop, lr=lr, lr_drop_at=lr_drop_at, seed=seed, threads=threads, bf16=bf16,
+        channels_last=channels_last, checkpoint_s=checkpoint_minutes * 60, resume=resume,
+        init=init, export=export,
+    )  # fmt: skip
+    train(config)

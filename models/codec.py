@@ -1,0 +1,87 @@
+"""Learned codec: RGB uint8 image <-> bytes of one file (see ``bitstream``).
+
+Images are padded (edge replication) to a multiple of 64, coded with the
+ladder's network at one rate, and cropped back on decoding.  Decoding needs
+only the file and the weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import bitstream
+from .architecture import PAD_MULTIPLE
+from .bitstream import BadStreamError, Header, is_learned_stream  # noqa: F401  (public API)
+from .ladder import LadderEntry, UnknownLadderError, ladder_by_model_id
+from .weights import load_network
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H×W×3 uint8 → 1×3×H×W float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """1×3×H×W float in [0, 1] → H×W×3 uint8 (rounded)."""
+    return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+
+
+def _pad(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = -h % PAD_MULTIPLE, -w % PAD_MULTIPLE
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+def _latent_shapes(net: torch.nn.Module, height: int, width: int) -> dict:
+    hp, wp = height + -height % PAD_MULTIPLE, width + -width % PAD_MULTIPLE
+    return {"y": (net.M, hp // 16, wp // 16), "hyper": (hp // 64, wp // 64)}
+
+
+@torch.inference_mode()
+def encode_image(entry: LadderEntry, image: np.ndarray, weights_dir: Path | None = None) -> bytes:
+    """Encode one H×W×3 uint8 image at one ladder point."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H×W×3 uint8 image, got {image.shape} {image.dtype}")
+    net = load_network(entry.ladder, weights_dir)
+    height, width = image.shape[:2]
+    out = net.compress(_pad(to_tensor(image)), entry.rate)
+    streams = [s[0] for s in out["strings"]]
+    header = Header(entry.ladder.model_id, entry.rate, height, width)
+    return bitstream.pack(header, streams)
+
+
+@torch.inference_mode()
+def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
+    """Decode one file's bytes to an H×W×3 uint8 image."""
+    header, streams = bitstream.parse(data)
+    try:
+        ladder = ladder_by_model_id(header.model_id)
+    except UnknownLadderError as exc:
+        raise BadStreamError(str(exc)) from None
+    net = load_network(ladder, weights_dir)
+    shape = _latent_shapes(net, header.height, header.width)
+    try:
+        x_hat = net.decompress([[s] for s in streams], shape, header.rate)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise BadStreamError(f"corrupt entropy-coded data ({exc})") from None
+    return to_image(x_hat[..., : header.height, : header.width])
+
+
+class LearnedCodec:
+    """One learned ladder point behind the pipeline's ``Codec`` interface."""
+
+    family = "learned"
+
+    def __init__(self, entry: LadderEntry, weights_dir: Path | None = None):
+        self.entry, self.weights_dir = entry, weights_dir
+        self.name, self.rate_label = entry.name, entry.rate_label
+
+    def encode(self, image: np.ndarray) -> bytes:
+        return encode_image(self.entry, image, self.weights_dir)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return decode_stream(data, self.weights_dir)

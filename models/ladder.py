@@ -1,0 +1,104 @@
+"""Ladder files: which learned rate points a pipeline may use.
+
+A ladder is one TOML file in ``models/ladders/`` naming one variable-rate
+network (architecture, its sizes, its weights file, the λ of each trained gain
+row) and the rate points offered to the allocator.  Adding a ladder is a matter
+of writing its file and training it, not of code.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+LADDER_DIR = Path(__file__).parent / "ladders"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """One network and the rate points it serves."""
+
+    name: str
+    model_id: int
+    architecture: str
+    metric: str  # "mse" or "msssim": the distortion it was trained on
+    weights: str  # file name inside the weights folder
+    lambdas: tuple[float, ...]  # λ of each trained gain row
+    arch: tuple[tuple[str, int], ...]  # network sizes, e.g. (("N", 64), ("M", 96))
+    rates: tuple[float, ...]  # the offered rate points (fractional = interpolated)
+
+    @property
+    def entries(self) -> list[LadderEntry]:
+        return [LadderEntry(self, i, r) for i, r in enumerate(self.rates)]
+
+    def weights_path(self, weights_dir: Path | None = None) -> Path:
+        return (weights_dir or WEIGHTS_DIR) / self.weights
+
+
+@dataclass(frozen=True)
+class LadderEntry:
+    """One candidate of the allocator: a ladder's network at one rate."""
+
+    ladder: Ladder
+    index: int
+    rate: float
+
+    @property
+    def name(self) -> str:
+        return f"learned-{self.ladder.name}-q{self.index + 1}"
+
+    @property
+    def rate_label(self) -> str:
+        return f"rate={self.rate:g} ({self.ladder.metric})"
+
+
+class UnknownLadderError(ValueError):
+    """No ladder file of that name or model id."""
+
+
+def _parse(path: Path) -> Ladder:
+    with path.open("rb") as f:
+        raw = tomllib.load(f)
+    return Ladder(
+        name=raw["name"],
+        model_id=int(raw["model_id"]),
+        architecture=raw["architecture"],
+        metric=raw["metric"],
+        weights=raw["weights"],
+        lambdas=tuple(float(v) for v in raw["lambdas"]),
+        arch=tuple(sorted(raw["arch"].items())),
+        rates=tuple(float(p["rate"]) for p in raw["points"]),
+    )
+
+
+def available_ladders() -> dict[str, Ladder]:
+    """Every ladder file shipped in ``models/ladders``, by name."""
+    return {lad.name: lad for lad in map(_parse, sorted(LADDER_DIR.glob("*.toml")))}
+
+
+def load_ladder(name: str = "psnr") -> Ladder:
+    ladders = available_ladders()
+    if name not in ladders:
+        raise UnknownLadderError(f"unknown ladder {name!r}; known: {', '.join(sorted(ladders))}")
+    return ladders[name]
+
+
+def ladder_by_model_id(model_id: int) -> Ladder:
+    for ladder in available_ladders().values():
+        if ladder.model_id == model_id:
+            return ladder
+    raise UnknownLadderError(f"unknown model id {model_id}")
+
+
+def weight_files(name: str) -> list[Path]:
+    """The weights a decoder of this ladder needs besides the code (and ladder files)."""
+    return [load_ladder(name).weights_path()]
+
+
+def has_trained_weights(name: str) -> bool:
+    try:
+        return load_ladder(name).weights_path().is_file()
+    except UnknownLadderError:
+        return False

@@ -1,0 +1,185 @@
+"""Train a ladder's variable-rate network: all rate points at once.
+
+Each batch item gets a random gain row ``r`` and its loss is
+``λ_r · D + R`` (D = 255²·MSE or 1 − MS-SSIM, R = bits per pixel), so one
+network learns the whole ladder for the price of one model.  Checkpoints
+(float32 weights + Adam state, safetensors) are written atomically every
+``checkpoint_s`` seconds and on exit; ``resume`` continues from one, and
+``init`` starts from exported (float16) weights, e.g. the committed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from pytorch_msssim import ms_ssim
+from tqdm import tqdm
+
+from .data import CropSampler
+from .ladder import Ladder, load_ladder
+from .weights import atomic_save, build, export, load_into, load_state
+
+MSSSIM_MIN_CROP = 161  # 5 scales of an 11-px window
+
+
+@dataclass
+class TrainConfig:
+    ladder: str = "psnr"
+    data: list[Path] = field(default_factory=list)
+    out: Path = Path("runs/psnr")
+    steps: int = 1000  # total steps (a resumed run continues up to this)
+    batch: int = 16
+    crop: int = 128
+    lr: float = 1e-4
+    lr_drop_at: int = 0  # step after which lr is divided by 10 (0: never)
+    seed: int = 0
+    threads: int = 2
+    bf16: bool = True  # transforms in bfloat16; entropy model always float32
+    channels_last: bool = True
+    checkpoint_s: float = 900.0
+    log_every: int = 50
+    resume: bool = True  # continue from out/checkpoint.safetensors if present
+    init: Path | None = None  # else start from these exported weights
+    export: Path | None = None  # write float16 weights here at every checkpoint
+
+
+def distortion(ladder: Ladder, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Per-item distortion in the units its λ was chosen for."""
+    if ladder.metric == "mse":
+        return 255**2 * (x - x_hat).pow(2).mean(dim=(1, 2, 3))
+    return 1 - ms_ssim(x, x_hat.clamp(0, 1), data_range=1.0, size_average=False)
+
+
+def bits_per_pixel(likelihoods: dict[str, torch.Tensor], pixels: int) -> torch.Tensor:
+    return sum(-torch.log2(v).sum(dim=(1, 2, 3)) for v in likelihoods.values()) / pixels
+
+
+class Trainer:
+    """Owns the network, its two optimisers and the checkpoint files."""
+
+    def __init__(self, config: TrainConfig):
+        self.cfg = config
+        self.ladder = load_ladder(config.ladder)
+        if self.ladder.metric == "msssim" and config.crop < MSSSIM_MIN_CROP:
+            raise ValueError(f"MS-SSIM training needs crops of at least {MSSSIM_MIN_CROP} px")
+        torch.manual_seed(config.seed)
+        torch.set_num_threads(config.threads)
+        self.net = build(self.ladder).train()
+        if config.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        aux = {n for n, _ in self.net.named_parameters() if n.endswith(".quantiles")}
+        params = dict(self.net.named_parameters())
+        self.opt = torch.optim.Adam([params[n] for n in sorted(params) if n not in aux], config.lr)
+        self.aux_opt = torch.optim.Adam([params[n] for n in sorted(aux)], 1e-3)
+        self.lambdas = torch.tensor(self.ladder.lambdas)
+        self.step = 0
+        self.checkpoint = config.out / "checkpoint.safetensors"
+        if config.resume and self.checkpoint.is_file():
+            self._load_checkpoint()
+        elif config.init is not None:
+            load_into(self.net, load_state(config.init), config.init)
+
+    # -- checkpoints -------------------------------------------------------
+    def _optim_tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for tag, opt in (("opt", self.opt), ("aux", self.aux_opt)):
+            for idx, state in opt.state_dict()["state"].items():
+                for key, value in state.items():
+                    out[f"{tag}.{idx}.{key}"] = torch.as_tensor(value)
+        return out
+
+    def save_checkpoint(self) -> None:
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors.update(self._optim_tensors())
+        meta = {"step": str(self.step), "config": json.dumps(asdict(self.cfg), default=str)}
+        atomic_save(tensors, self.checkpoint, meta)
+        if self.cfg.export is not None:
+            snapshot = build(self.ladder)
+            snapshot.load_state_dict(self.net.state_dict())
+            export(snapshot, self.ladder, self.cfg.export, note=f"step {self.step}")
+
+    def _load_checkpoint(self) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(self.checkpoint), "pt") as f:
+            self.step = int(f.metadata()["step"])
+        state = load_state(self.checkpoint)
+        load_into(self.net, {k[4:]: v for k, v in state.items() if k.startswith("net.")}, self.checkpoint)
+        for tag, opt in (("opt", self.opt), ("aux", self.aux_opt)):
+            per_param: dict[int, dict] = {}
+            for key, value in state.items():
+                if key.startswith(f"{tag}."):
+                    _, idx, name = key.split(".", 2)
+                    per_param.setdefault(int(idx), {})[name] = value
+            opt.load_state_dict({**opt.state_dict(), "state": per_param})
+
+    # -- training ----------------------------------------------------------
+    def current_lr(self) -> float:
+        drop = self.cfg.lr_drop_at and self.step >= self.cfg.lr_drop_at
+        return self.cfg.lr / 10 if drop else self.cfg.lr
+
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a batch; returns the batch's mean metrics."""
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        rows = torch.randint(len(self.lambdas), (x.shape[0],))
+        out = self.net(x, rows.float(), bf16=self.cfg.bf16)
+        dist = distortion(self.ladder, x, out["x_hat"])
+        bpp = bits_per_pixel(out["likelihoods"], x.shape[2] * x.shape[3])
+        loss = (self.lambdas[rows] * dist + bpp).mean()
+        for group in self.opt.param_groups:
+            group["lr"] = self.current_lr()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.opt.step()
+        aux_loss = self.net.aux_loss()
+        self.aux_opt.zero_grad(set_to_none=True)
+        aux_loss.backward()
+        self.aux_opt.step()
+        self.step += 1
+        mse = (x - out["x_hat"].clamp(0, 1)).pow(2).mean().item()
+        return {
+            "loss": loss.item(),
+            "bpp": bpp.mean().item(),
+            "psnr": 10 * math.log10(1 / max(mse, 1e-10)),
+            "aux": aux_loss.item(),
+        }
+
+    def run(self, sampler: CropSampler) -> None:
+        cfg = self.cfg
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        log = (cfg.out / "train.log").open("a")
+        last_ckpt, t0, seen = time.time(), time.time(), 0
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.ladder}", unit="step")
+        try:
+            while self.step < cfg.steps:
+                stats = self.train_step(sampler.batch(cfg.batch))
+                seen += cfg.batch
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", bpp=f"{stats['bpp']:.3f}", psnr=f"{stats['psnr']:.2f}")
+                if self.step % cfg.log_every == 0:
+                    rate = seen / (time.time() - t0)
+                    record = {"step": self.step, "lr": self.current_lr(), "samples_per_s": round(rate, 2), **stats}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                if time.time() - last_ckpt > cfg.checkpoint_s:
+                    self.save_checkpoint()
+                    last_ckpt = time.time()
+        finally:
+            bar.close()
+            self.save_checkpoint()
+            log.close()
+
+
+def train(config: TrainConfig) -> Trainer:
+    """Train (or continue training) a ladder's network as configured."""
+    trainer = Trainer(config)
+    sampler = CropSampler(config.data, config.crop, seed=config.seed + trainer.step)
+    trainer.run(sampler)
+    return trainer
