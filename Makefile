@@ -1,0 +1,57 @@
+# Two commands for a new user:  `make submission`  and  `make test`.
+# Both create the virtual environment on first use (see `install`).
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+CLIC    := $(VENV)/bin/clic
+OUT     ?= out
+IMAGES  ?= data/kodak
+# torch first, from the pinned release that pip finds on these machines (CPU
+# works with it; on aarch64 use TORCH="torch==2.9.1 torchvision==0.24.1").
+TORCH   ?= torch==2.14.1 torchvision==0.29.1
+BASE    ?= python:3.11-slim
+IMAGE   ?= clicpack:latest
+DOCKER_BUILD_FLAGS ?=
+
+.PHONY: install submission transparent test test-all bench lint docker-build docker-submission clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## The main job: encode the bundled Kodak set, allocate 0.15 bpp, package, verify, score.
+submission: install
+	$(CLIC) submission --images $(IMAGES) --out $(OUT)
+	$(CLIC) submission --images $(IMAGES) --out $(OUT) --transparent
+
+test: install
+	$(PY) -m pytest -q -m "not slow"
+
+## Everything, the Docker round trip included (needs a Docker engine).
+test-all: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/bench_allocate.py
+	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_models.py
+	$(PY) bench/bench_train.py
+
+lint: install
+	$(VENV)/bin/hadolint Dockerfile
+
+docker-build:
+	mkdir -p build
+	cp /etc/ssl/certs/ca-certificates.crt build/ca.crt 2>/dev/null || : > build/ca.crt
+	docker build --network=host --build-arg BASE=$(BASE) $(DOCKER_BUILD_FLAGS) -t $(IMAGE) .
+
+docker-submission: docker-build
+	mkdir -p $(OUT)-docker
+	docker run --rm --network=host -v "$(CURDIR)/$(OUT)-docker:/out" $(IMAGE)
+
+clean:
+	rm -rf $(OUT) $(OUT)-docker build cache

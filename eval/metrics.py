@@ -1,0 +1,89 @@
+"""CLIC metrics: exact SSE, PSNR (aggregate and per-image mean), MS-SSIM, bpp."""
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from pytorch_msssim import ms_ssim
+
+from eval.images import check_rgb8
+
+MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+MSSSIM_WIN_SIZE = 11
+# pytorch_msssim needs each side > (win_size - 1) * 2**(scales - 1), i.e. at least 161 px.
+MSSSIM_MIN_SIDE = (MSSSIM_WIN_SIZE - 1) * 2 ** (len(MSSSIM_WEIGHTS) - 1) + 1
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
+    check_rgb8(a)
+    check_rgb8(b)
+    if a.shape != b.shape:
+        raise ValueError(f"image shapes differ: {a.shape} vs {b.shape}")
+
+
+def sse(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of squared differences over all RGB values of two H×W×3 uint8 images (exact, int64)."""
+    _check_pair(a, b)
+    diff = a.astype(np.int64) - b.astype(np.int64)
+    return float(np.sum(diff * diff))
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB for 8-bit data: 10·log10(255² / mse); inf when mse is 0."""
+    if mse < 0:
+        raise ValueError(f"mse must be >= 0, got {mse}")
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def aggregate_psnr(total_sse: float, total_pixels: int) -> float:
+    """CLIC PSNR of a set: one MSE over all RGB values of all pixels, then PSNR."""
+    if total_pixels <= 0:
+        raise ValueError(f"total_pixels must be > 0, got {total_pixels}")
+    return psnr_from_mse(total_sse / (3 * total_pixels))
+
+
+def mean_psnr(per_image_psnrs: Sequence[float]) -> float:
+    """Unweighted mean of per-image PSNRs (reported beside, never instead of, the aggregate)."""
+    if len(per_image_psnrs) == 0:
+        raise ValueError("no PSNR values")
+    return float(np.mean(per_image_psnrs))
+
+
+def _pad_to_msssim_size(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    pad = ((0, max(0, MSSSIM_MIN_SIDE - height)), (0, max(0, MSSSIM_MIN_SIDE - width)), (0, 0))
+    return np.pad(image, pad, mode="edge")
+
+
+def _as_batch(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1).unsqueeze(0)
+
+
+def msssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
+    """MS-SSIM of two H×W×3 uint8 images: pytorch_msssim, 5 scales, standard weights, float64.
+
+    Each channel is scored separately and the 3 values averaged. Policy for small images:
+    a side shorter than MSSSIM_MIN_SIDE (161 px) is padded at the bottom/right by edge
+    replication up to 161 px, identically in both images, before scoring.
+    """
+    _check_pair(a, b)
+    x, y = (_as_batch(_pad_to_msssim_size(image)) for image in (a, b))
+    with torch.no_grad():
+        value = ms_ssim(x, y, data_range=255, win_size=MSSSIM_WIN_SIZE, weights=list(MSSSIM_WEIGHTS))
+    return float(value)
+
+
+def weighted_msssim(values: Sequence[float], pixels: Sequence[int]) -> float:
+    """Pixel-weighted mean MS-SSIM of a set: Σ pixels·msssim / Σ pixels."""
+    v, p = np.asarray(values, dtype=np.float64), np.asarray(pixels, dtype=np.float64)
+    if v.shape != p.shape or v.size == 0 or p.sum() <= 0:
+        raise ValueError("need equally many values and pixel counts, with a positive total")
+    return float(np.sum(v * p) / np.sum(p))
+
+
+def bpp(total_bytes: int, total_pixels: int) -> float:
+    """Bits per pixel: 8·bytes / pixels."""
+    if total_pixels <= 0:
+        raise ValueError(f"total_pixels must be > 0, got {total_pixels}")
+    return 8 * total_bytes / total_pixels
