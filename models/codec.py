@@ -48,9 +48,12 @@ def encode_image(entry: LadderEntry, image: np.ndarray, weights_dir: Path | None
         raise ValueError(f"expected an H×W×3 uint8 image, got {image.shape} {image.dtype}")
     net = load_network(entry.ladder, weights_dir)
     height, width = image.shape[:2]
-    out = net.compress(_pad(to_tensor(image)), entry.rate)
+    # Code at the rate the header can store (a multiple of 1/256), so that the
+    # decoder's gains are exactly the encoder's.
+    rate = bitstream.rate_code(entry.rate) / 256
+    out = net.compress(_pad(to_tensor(image)), rate)
     streams = [s[0] for s in out["strings"]]
-    header = Header(entry.ladder.model_id, entry.rate, height, width)
+    header = Header(entry.ladder.model_id, rate, height, width)
     return bitstream.pack(header, streams)
 
 

@@ -37,6 +37,7 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; weights are shipped and read by others
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -64,8 +65,26 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Load ``state`` into ``net`` (resizing the CDF buffers), in float32."""
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    """Load ``state`` into ``net`` (resizing the CDF buffers), in float32.
+
+    A float buffer stored as the float16 rounding of the network's own constant
+    keeps the exact constant: float16 flushes CompressAI's likelihood bound
+    (1e-9) and GDN pedestal (2**-36) to 0, and a zero likelihood bound makes
+    the rate term infinite (NaN training) when training starts from exported
+    weights.  The entropy tables do not depend on these constants.
+    """
+    own = dict(net.named_buffers())
+
+    def exact(key: str, value: torch.Tensor) -> torch.Tensor:
+        mine = own.get(key)
+        if (
+            value.dtype == torch.float16 and mine is not None and mine.is_floating_point()
+            and mine.shape == value.shape and torch.equal(mine.half(), value)
+        ):  # fmt: skip
+            return mine.detach().clone().float()
+        return value.float()
+
+    state = {k: (exact(k, v) if v.is_floating_point() else v) for k, v in state.items()}
     try:
         net.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:

@@ -1,0 +1,168 @@
+"""models.train: the loss goes down, checkpoints resume exactly, MS-SSIM needs big crops."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import models.ladder
+from eval.images import load_rgb8
+from models.data import CropSampler
+from models.train import MSSSIM_MIN_CROP, TrainConfig, Trainer, bits_per_pixel, distortion, train
+from models.weights import export, load_network
+
+torch.set_num_threads(1)
+KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
+LADDER = """\
+name = "{name}"
+model_id = {model_id}
+architecture = "gained-attn-checkerboard"
+metric = "{metric}"
+weights = "{name}.safetensors"
+lambdas = {lambdas}
+
+[arch]
+N = 16
+M = 24
+n_rates = 3
+
+[[points]]
+rate = 0.0
+
+[[points]]
+rate = 2.0
+"""
+
+
+@pytest.fixture
+def ladders(tmp_path, monkeypatch):
+    folder = tmp_path / "ladders"
+    folder.mkdir()
+    (folder / "tiny.toml").write_text(LADDER.format(name="tiny", model_id=250, metric="mse", lambdas=[0.001, 0.004, 0.016]))
+    (folder / "tinyms.toml").write_text(LADDER.format(name="tinyms", model_id=251, metric="msssim", lambdas=[3, 8, 24]))
+    monkeypatch.setattr(models.ladder, "LADDER_DIR", folder)
+    load_network.cache_clear()
+    yield folder
+    load_network.cache_clear()
+    torch.set_num_threads(1)
+
+
+def config(tmp_path: Path, **kw) -> TrainConfig:
+    base = dict(ladder="tiny", data=[KODAK], out=tmp_path / "run", steps=4, batch=2, crop=64, lr=1e-3,
+                threads=1, checkpoint_s=1e9, log_every=2, resume=True, seed=3)
+    return TrainConfig(**(base | kw))
+
+
+def fixed_crop() -> torch.Tensor:
+    image = load_rgb8(KODAK / "kodim23.png")[200:264, 300:364]
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).repeat(3, 1, 1, 1)
+
+
+@torch.no_grad()
+def eval_loss(trainer: Trainer, x: torch.Tensor) -> float:
+    """Deterministic loss of x at every gain row (eval mode: rounding, not noise)."""
+    net = trainer.net.eval()
+    rows = torch.arange(len(trainer.lambdas)).float()
+    out = net(x, rows, bf16=False)
+    dist = distortion(trainer.ladder, x, out["x_hat"])
+    bpp = bits_per_pixel(out["likelihoods"], x.shape[2] * x.shape[3])
+    net.train()
+    return float((trainer.lambdas * dist + bpp).mean())
+
+
+def test_a_few_steps_on_one_crop_reduce_the_loss(ladders, tmp_path):
+    trainer = Trainer(config(tmp_path, resume=False, bf16=False))
+    x = fixed_crop()
+    before = eval_loss(trainer, x)
+    stats = [trainer.train_step(x) for _ in range(25)]
+    after = eval_loss(trainer, x)
+    assert trainer.step == 25
+    assert all(math.isfinite(s["loss"]) and s["bpp"] > 0 for s in stats)
+    assert after < 0.7 * before, (before, after)
+
+
+def test_bf16_training_step_is_finite_and_keeps_float32_weights(ladders, tmp_path):
+    trainer = Trainer(config(tmp_path, resume=False, bf16=True, channels_last=True))
+    stats = trainer.train_step(fixed_crop())
+    assert all(math.isfinite(v) for v in stats.values())
+    assert all(p.dtype == torch.float32 for p in trainer.net.parameters())
+
+
+def _optimizer_tensors(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return trainer._optim_tensors()
+
+
+def test_checkpoint_and_resume_restore_weights_optimizer_and_step(ladders, tmp_path):
+    cfg = config(tmp_path, steps=3)
+    first = train(cfg)
+    assert first.step == 3 and first.checkpoint.is_file()
+    log = [json.loads(line) for line in (cfg.out / "train.log").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2]
+
+    resumed = Trainer(cfg)
+    assert resumed.step == 3
+    saved, restored = first.net.state_dict(), resumed.net.state_dict()
+    assert saved.keys() == restored.keys()
+    for key in saved:
+        assert torch.equal(saved[key], restored[key]), key
+    a, b = _optimizer_tensors(first), _optimizer_tensors(resumed)
+    assert a.keys() == b.keys() and len(a) > 0
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed.opt.state_dict()["param_groups"][0]["params"] == first.opt.state_dict()["param_groups"][0]["params"]
+
+    # Training on continues the step counter up to the new total, from the restored state.
+    cfg.steps = 5
+    continued = train(cfg)
+    assert continued.step == 5
+    log = [json.loads(line) for line in (cfg.out / "train.log").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]
+    assert Trainer(cfg).step == 5
+    # resume=False starts afresh even though a checkpoint exists.
+    assert Trainer(config(tmp_path, resume=False)).step == 0
+
+
+def test_checkpoint_exports_float16_weights_that_load(ladders, tmp_path):
+    cfg = config(tmp_path, steps=2, export=tmp_path / "w" / "tiny.safetensors")
+    trainer = train(cfg)
+    net = load_network(models.ladder.load_ladder("tiny"), tmp_path / "w")
+    for name, p in trainer.net.named_parameters():
+        assert torch.equal(net.get_parameter(name), p.detach().half().float()), name
+    assert trainer.net.training  # exporting does not touch the training network
+
+
+def test_training_from_exported_weights_stays_finite(ladders, tmp_path):
+    """--init from float16 weights: the rate term must not become infinite."""
+    first = Trainer(config(tmp_path, resume=False, bf16=False))
+    sampler = CropSampler([KODAK], 64, seed=0)
+    for _ in range(10):
+        first.train_step(sampler.batch(4))
+    export(first.net, first.ladder, tmp_path / "init.safetensors")
+    second = Trainer(config(tmp_path / "b", resume=False, bf16=False, init=tmp_path / "init.safetensors"))
+    x = sampler.batch(4) * 3 - 1  # out-of-range values: latents far from their predicted means
+    out = second.net(x, torch.full((4,), 2.0))
+    assert torch.isfinite(bits_per_pixel(out["likelihoods"], 64 * 64)).all()
+    assert all(math.isfinite(second.train_step(sampler.batch(4))["loss"]) for _ in range(5))
+
+
+def test_msssim_ladder_refuses_small_crops(ladders, tmp_path):
+    assert MSSSIM_MIN_CROP == 161
+    with pytest.raises(ValueError, match="at least 161 px"):
+        Trainer(config(tmp_path, ladder="tinyms", crop=160))
+    trainer = Trainer(config(tmp_path, ladder="tinyms", crop=161, resume=False))
+    assert trainer.ladder.metric == "msssim"
+    # The MSE ladder takes small crops.
+    assert Trainer(config(tmp_path, ladder="tiny", crop=32, resume=False)).cfg.crop == 32
+
+
+def test_crop_sampler_is_seeded_and_skips_small_images(tmp_path):
+    a, b = CropSampler([KODAK], 48, seed=7), CropSampler([KODAK], 48, seed=7)
+    x, y = a.batch(3), b.batch(3)
+    assert x.shape == (3, 3, 48, 48) and x.dtype == torch.float32
+    assert torch.equal(x, y) and 0 <= float(x.min()) and float(x.max()) <= 1
+    with pytest.raises(ValueError, match="no training image"):
+        CropSampler([KODAK], 1000)

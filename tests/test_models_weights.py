@@ -1,0 +1,201 @@
+"""models.weights: float16 safetensors export/load, bad files, and a no-pickle scan of the tree."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import models.ladder
+from eval.images import load_rgb8
+from models.ladder import load_ladder
+from models.train import bits_per_pixel
+from models.weights import BadWeightsError, build, export, load_network, load_state
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+KODAK = ROOT / "data" / "kodak"
+LADDER = """\
+name = "{name}"
+model_id = {model_id}
+architecture = "gained-attn-checkerboard"
+metric = "mse"
+weights = "{name}.safetensors"
+lambdas = [0.001, 0.01]
+
+[arch]
+N = {N}
+M = {M}
+n_rates = 2
+
+[[points]]
+rate = 0.0
+
+[[points]]
+rate = 1.0
+"""
+
+
+@pytest.fixture
+def ladders(tmp_path, monkeypatch):
+    """Two tiny ladders of different sizes in a temp ladder folder."""
+    folder = tmp_path / "ladders"
+    folder.mkdir()
+    (folder / "tiny.toml").write_text(LADDER.format(name="tiny", model_id=250, N=16, M=24))
+    (folder / "small.toml").write_text(LADDER.format(name="small", model_id=251, N=8, M=12))
+    monkeypatch.setattr(models.ladder, "LADDER_DIR", folder)
+    load_network.cache_clear()
+    yield folder
+    load_network.cache_clear()
+
+
+def trained_like(ladder, seed: int = 0) -> torch.nn.Module:
+    """A network whose parameters are off their initial values (as after training)."""
+    torch.manual_seed(seed)
+    net = build(ladder)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1 + 0.1 * torch.randn_like(p)).add_(1e-3 * torch.randn_like(p))
+    return net
+
+
+def test_export_then_load_gives_the_exported_float16_values(ladders, tmp_path):
+    ladder = load_ladder("tiny")
+    net = trained_like(ladder)
+    original = {k: v.clone() for k, v in net.named_parameters()}
+    path = tmp_path / "w" / "tiny.safetensors"
+    export(net, ladder, path, note="unit test")
+    stored = load_file(str(path))
+    assert not list(tmp_path.joinpath("w").glob(".*.tmp")), "temporary file left behind"
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by a decoder running as another user
+
+    loaded = load_network(ladder, tmp_path / "w")
+    assert not loaded.training
+    state = loaded.state_dict()
+    assert set(state) == set(stored)
+    for key, value in stored.items():
+        if key in original:  # parameters: float16 on disk, exactly those values in memory
+            assert value.dtype == torch.float16, key
+            assert torch.equal(state[key], value.float()), key
+            assert torch.equal(value, original[key].half()), key
+        elif value.is_floating_point():  # float buffers: their float16 rounding is what is stored
+            assert torch.equal(state[key].half(), value), key
+        else:  # integer CDF tables: exactly
+            assert torch.equal(state[key], value), key
+    # The entropy tables exist, so the loaded network can code.
+    cdf = state["latent_codec.y.y.gaussian_conditional._quantized_cdf"]
+    assert cdf.dtype == torch.int32 and cdf.numel() > 0
+    assert load_network(ladder, tmp_path / "w") is loaded  # cached per process
+
+
+def test_loaded_constants_keep_their_exact_values(ladders, tmp_path):
+    """float16 flushes the 1e-9 likelihood bound to 0; loading must restore it (else bpp = inf)."""
+    ladder = load_ladder("tiny")
+    export(trained_like(ladder), ladder, tmp_path / "tiny.safetensors")
+    stored = load_file(str(tmp_path / "tiny.safetensors"))
+    bound = "latent_codec.y.y.gaussian_conditional.likelihood_lower_bound.bound"
+    assert stored[bound].item() == 0.0  # what float16 keeps of 1e-9
+    net = load_network(ladder, tmp_path)
+    fresh = build(ladder)
+    for name, buf in fresh.named_buffers():
+        if name.endswith((".bound", ".pedestal")):
+            assert torch.equal(net.get_buffer(name), buf), name
+    # A latent far from its predicted mean still has a finite cost.
+    image = load_rgb8(KODAK / "kodim13.png")[:64, :64]
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        out = net(x * 40 - 20, torch.tensor([1.0]))  # far outside the training range
+    assert torch.isfinite(bits_per_pixel(out["likelihoods"], 64 * 64)).all()
+
+
+def test_garbage_and_truncated_files_raise_bad_weights(ladders, tmp_path):
+    ladder = load_ladder("tiny")
+    export(trained_like(ladder), ladder, tmp_path / "good.safetensors")
+    good = (tmp_path / "good.safetensors").read_bytes()
+    cases = {
+        "empty": b"",
+        "garbage": np.random.default_rng(0).bytes(5000),
+        "truncated": good[: len(good) // 2],
+        "header only": good[:8],
+        "pickle-like": b"\x80\x04\x95" + b"\x00" * 64,
+    }
+    for name, content in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "tiny.safetensors").write_bytes(content)
+        with pytest.raises(BadWeightsError, match="not a readable safetensors file"):
+            load_network(ladder, folder)
+    with pytest.raises(BadWeightsError, match="not found"):
+        load_network(ladder, tmp_path / "missing")
+    with pytest.raises(BadWeightsError, match="not found"):
+        load_state(tmp_path / "missing.safetensors")
+
+
+def test_weights_of_another_size_raise_bad_weights(ladders, tmp_path):
+    small, tiny = load_ladder("small"), load_ladder("tiny")
+    export(trained_like(small), small, tmp_path / "tiny.safetensors")  # N=8 weights under tiny's name
+    with pytest.raises(BadWeightsError, match="does not fit the ladder's network") as info:
+        load_network(tiny, tmp_path)
+    assert "\n" not in str(info.value)
+    # Missing keys (a partial state) are refused too.
+    export(trained_like(tiny), tiny, tmp_path / "tiny.safetensors")
+    state = load_file(str(tmp_path / "tiny.safetensors"))
+    state.pop("g_a.0.weight")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    save_file(state, str(partial / "tiny.safetensors"))
+    with pytest.raises(BadWeightsError, match="does not fit"):
+        load_network(tiny, partial)
+
+
+# -- no pickle anywhere ----------------------------------------------------------
+
+PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle"}
+
+
+def _is_true(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True
+
+
+def _unsafe_calls(tree: ast.AST) -> list[str]:
+    """Pickle imports, torch.load without weights_only=True, np.load with allow_pickle."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [f"import {a.name}" for a in node.names if a.name.split(".")[0] in PICKLE_MODULES]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if module.split(".")[0] in PICKLE_MODULES:
+                found.append(f"from {module} import ...")
+            if module == "torch" and any(a.name == "load" for a in node.names):
+                found.append("from torch import load")
+        elif isinstance(node, ast.Call):
+            func = ast.unparse(node.func)
+            keywords = {k.arg: k.value for k in node.keywords}
+            if func.split(".")[-2:] == ["torch", "load"] and not _is_true(keywords.get("weights_only")):
+                found.append(f"line {node.lineno}: {func}(...) without weights_only=True")
+            if func.split(".")[-1] == "load" and func.split(".")[0] in ("np", "numpy") and "allow_pickle" in keywords:
+                if not (isinstance(keywords["allow_pickle"], ast.Constant) and keywords["allow_pickle"].value is False):
+                    found.append(f"line {node.lineno}: {func}(..., allow_pickle=...)")
+    return found
+
+
+def test_scan_finds_the_patterns_it_looks_for():
+    bad = "import pickle\nfrom pickle import loads\nimport torch\ntorch.load('x')\nnp.load('y', allow_pickle=True)\n"
+    good = "import torch\ntorch.load('x', weights_only=True)\nnp.load('y')\n"
+    assert len(_unsafe_calls(ast.parse(bad))) == 4
+    assert _unsafe_calls(ast.parse(good)) == []
+
+
+def test_tree_has_no_pickle_and_no_unsafe_torch_load():
+    files = [p for pkg in ("models", "pipeline", "eval", "allocate") for p in sorted((ROOT / pkg).rglob("*.py"))]
+    assert len(files) > 10
+    problems = []
+    for path in files:
+        for finding in _unsafe_calls(ast.parse(path.read_text(), filename=str(path))):
+            problems.append(f"{path.relative_to(ROOT)}: {finding}")
+    assert problems == []
