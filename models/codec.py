@@ -17,7 +17,7 @@ from . import bitstream
 from .architecture import PAD_MULTIPLE
 from .bitstream import BadStreamError, Header, is_learned_stream  # noqa: F401  (public API)
 from .ladder import LadderEntry, UnknownLadderError, ladder_by_model_id
-from .weights import load_network
+from .weights import load_network, weights_digest
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -82,6 +82,12 @@ class LearnedCodec:
     def __init__(self, entry: LadderEntry, weights_dir: Path | None = None):
         self.entry, self.weights_dir = entry, weights_dir
         self.name, self.rate_label = entry.name, entry.rate_label
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes with the weights file, the rate and the bitstream version."""
+        digest = weights_digest(self.entry.ladder.weights_path(self.weights_dir))
+        return f"lic v{bitstream.VERSION} rate {bitstream.rate_code(self.entry.rate)} weights {digest}"
 
     def encode(self, image: np.ndarray) -> bytes:
         return encode_image(self.entry, image, self.weights_dir)

@@ -7,6 +7,7 @@ to float16 *before* computing those tables, so nothing differs after loading.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from functools import lru_cache
@@ -45,12 +46,18 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str
 
 
 def export(net: torch.nn.Module, ladder: Ladder, path: Path, note: str = "") -> None:
-    """Round to float16, rebuild the entropy tables, save as safetensors."""
-    net = net.eval().half().float()
+    """Round ``net``'s parameters to float16 (in place), rebuild its entropy tables, save.
+
+    Buffers stay as they are: float16 would flush tiny constants such as the
+    likelihood lower bound (1e-9) or the GDN pedestal (2**-36) to zero.
+    """
+    net.eval()
+    with torch.no_grad():
+        for param in net.parameters():
+            param.copy_(param.half().float())
     net.update(force=True)
-    state = {
-        k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()
-    }
+    params = {name for name, _ in net.named_parameters()}
+    state = {k: (v.half() if k in params else v) for k, v in net.state_dict().items()}
     atomic_save(state, path, {"ladder": ladder.name, "architecture": ladder.architecture, "note": note})
 
 
@@ -65,31 +72,21 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Load ``state`` into ``net`` (resizing the CDF buffers), in float32.
-
-    A float buffer stored as the float16 rounding of the network's own constant
-    keeps the exact constant: float16 flushes CompressAI's likelihood bound
-    (1e-9) and GDN pedestal (2**-36) to 0, and a zero likelihood bound makes
-    the rate term infinite (NaN training) when training starts from exported
-    weights.  The entropy tables do not depend on these constants.
-    """
-    own = dict(net.named_buffers())
-
-    def exact(key: str, value: torch.Tensor) -> torch.Tensor:
-        mine = own.get(key)
-        if (
-            value.dtype == torch.float16 and mine is not None and mine.is_floating_point()
-            and mine.shape == value.shape and torch.equal(mine.half(), value)
-        ):  # fmt: skip
-            return mine.detach().clone().float()
-        return value.float()
-
-    state = {k: (exact(k, v) if v.is_floating_point() else v) for k, v in state.items()}
+    """Load ``state`` into ``net`` (resizing the CDF buffers), in float32."""
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     try:
         net.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise BadWeightsError(f"{source}: does not fit the ladder's network ({first})") from None
+
+
+def weights_digest(path: Path) -> str:
+    """SHA-256 (first 16 hex digits) of a weights file: what cached encodings depend on."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError as exc:
+        raise BadWeightsError(f"{path}: cannot read weights ({exc.strerror})") from None
 
 
 @lru_cache(maxsize=8)

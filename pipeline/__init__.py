@@ -1,0 +1,34 @@
+"""From images to a verified challenge submission (``clic submission``).
+
+::
+
+  images/ ─┬─► grid.run_grid ──────────────► cache/<set>-<hash>/<candidate>/<image>.<ext|json>
+           │   (joblib workers get paths +      one bitstream + one RD record per cell,
+           │    candidate names; codecs.get_    atomic; finished cells are skipped
+           │    codec: learned ladder via                │
+           │    codecs.learned → models/,                ▼
+           │    classical via Pillow)            out/rd.csv  (image, candidate, family, rate_label,
+           │                                      bytes, pixels, width, height, sse, msssim, enc_s, dec_s)
+           │                                             │
+           │                                             ▼
+           │                         allocation.solve → allocate.solve_budget / solve_transparent
+           │                                             │  one candidate per image + certificate
+           │                                             ▼
+           │                         package.package ──► out/submission/
+           │                                               decoder/  decode.py (= decode_program.py)
+           │                                                         [+ models/ + weights/ if learned]
+           │                                               images/   <image>.<ext>, the chosen bitstreams
+           │                                               manifest.json  choice, certificate, rd.csv sha256,
+           │                                                              versions, decoder bytes
+           │                                             │
+           │                                             ▼
+           └──────────────────────────► verify.verify: python -I decoder/decode.py images/ out/decoded/
+                                          (fresh process, timed) → eval.score.score_folders on the PNGs;
+                                          every image's SSE must equal its RD cell's, else exit 2
+                                                         │
+                                                         ▼
+                                         report.report ──► leaderboard.csv row, per_image.csv, rd.png
+
+``run.run_submission`` chains the stages (and times them); ``cli`` is the
+command line.  Expected failures raise :class:`~pipeline.errors.PipelineError`.
+"""

@@ -1,0 +1,172 @@
+"""``clic``: the command line of the whole toolkit.
+
+Expected failures (bad input, infeasible targets, a decoded image that does not
+match the RD table) print one line on stderr and exit with status 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+import allocate
+from allocate.cli import app as allocate_app
+from eval.cli import eval_command, format_scores
+from eval.errors import EvalInputError
+from models.bitstream import BadStreamError
+from models.cli import train_command
+from models.ladder import UnknownLadderError
+from models.weights import BadWeightsError
+
+from .allocation import DEFAULT_BPP, Budget, Target, Transparent
+from .codecs import LADDERS, default_ladder
+from .errors import PipelineError
+from .run import Settings, encode, run_submission
+from .verify import verify
+
+EXPECTED_ERRORS = (
+    PipelineError, EvalInputError, allocate.BadTableError, allocate.InfeasibleError,
+    allocate.NoSolutionError, OSError, BadStreamError, BadWeightsError, UnknownLadderError,
+)
+BUNDLED_IMAGES = Path("data") / "kodak"  # in the repository (editable install) or the working folder
+
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Learned-image-compression challenge submissions: encode grid, exact bit allocation, "
+    "packaging, verification, CLIC scoring.",
+)
+app.add_typer(allocate_app, name="allocate", help="Exact bit allocation over an RD table.")
+app.command("eval")(eval_command)
+
+_debug = {"on": False}
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+) -> None:
+    _debug["on"] = debug
+
+
+@contextmanager
+def expected_errors() -> Iterator[None]:
+    """Turn an expected failure into one line on stderr and exit status 2."""
+    try:
+        yield
+    except EXPECTED_ERRORS as exc:
+        if _debug["on"]:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(2) from None
+
+
+def guarded(command: Callable[..., None]) -> Callable[..., None]:
+    """A command whose expected errors become one line and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs) -> None:
+        with expected_errors():
+            command(*args, **kwargs)
+
+    return wrapper
+
+
+app.command("train")(guarded(train_command))
+
+
+def resolve_images(images: Path | None) -> Path:
+    """The ``--images`` folder, or the bundled Kodak set beside this package or in the working folder."""
+    if images is not None:
+        return images
+    places = [Path(__file__).resolve().parents[1] / BUNDLED_IMAGES, Path.cwd() / BUNDLED_IMAGES]
+    found = next((p for p in places if p.is_dir()), None)
+    if found is None:
+        raise PipelineError(f"no --images given and no bundled Kodak set at {' or '.join(map(str, places))}")
+    return found
+
+
+def resolve_target(
+    bpp: float | None, n_bytes: int | None, transparent: bool, psnr: float, msssim: float
+) -> Target:
+    """The allocation target from the mode options (a bpp budget by default)."""
+    if transparent:
+        if bpp is not None or n_bytes is not None:
+            raise PipelineError("--transparent takes --psnr/--msssim targets, not --bpp/--bytes")
+        return Transparent(psnr, msssim)
+    if bpp is not None and n_bytes is not None:
+        raise PipelineError("give --bpp or --bytes, not both")
+    return Budget(bytes=n_bytes) if n_bytes is not None else Budget(bpp=DEFAULT_BPP if bpp is None else bpp)
+
+
+ImagesOpt = Annotated[
+    Optional[Path], typer.Option("--images", help="Folder of original images (default: the bundled data/kodak).")
+]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output folder (rd.csv, submission/, decoded/, report).")]
+CacheOpt = Annotated[Path, typer.Option("--cache", help="Encode cache: one bitstream + record per image × candidate.")]
+LadderOpt = Annotated[
+    Optional[str],
+    typer.Option("--ladder", help=f"Candidates: {' | '.join(LADDERS)} (default: learned once trained, else classical)."),
+]
+JobsOpt = Annotated[int, typer.Option("--n-jobs", min=1, help="Parallel encode workers (processes).")]
+
+
+@app.command("encode")
+def encode_command(
+    images: ImagesOpt = None,
+    out: OutOpt = Path("out"),
+    cache: CacheOpt = Path("cache"),
+    ladder: LadderOpt = None,
+    n_jobs: JobsOpt = 2,
+) -> None:
+    """Encode every image with every candidate of a ladder and write the RD table (OUT/rd.csv)."""
+    with expected_errors():
+        grid, table_path = encode(resolve_images(images), ladder or default_ladder(), cache, out, n_jobs)
+        typer.echo(f"{len(grid.table)} cells ({grid.encoded} encoded now) -> {table_path}")
+
+
+@app.command("submission")
+def submission_command(
+    images: ImagesOpt = None,
+    out: OutOpt = Path("out"),
+    cache: CacheOpt = Path("cache"),
+    ladder: LadderOpt = None,
+    bpp: Annotated[Optional[float], typer.Option(min=0, help=f"Budget: bits per pixel of the whole set (default {DEFAULT_BPP}).")] = None,
+    n_bytes: Annotated[Optional[int], typer.Option("--bytes", min=0, help="Budget: total bytes of all image files.")] = None,
+    transparent: Annotated[bool, typer.Option("--transparent", help="Fewest bytes meeting --psnr and --msssim instead of a budget.")] = False,
+    psnr: Annotated[float, typer.Option(help="Transparent mode: minimum aggregate PSNR in dB.")] = 40.0,
+    msssim: Annotated[float, typer.Option(help="Transparent mode: minimum pixel-weighted MS-SSIM.")] = 0.993,
+    objective: Annotated[str, typer.Option(help=f"Budget mode: distortion to minimise: {' | '.join(allocate.OBJECTIVES)}.")] = "sse",
+    solver: Annotated[str, typer.Option(help=f"Allocation solver: {' | '.join(allocate.SOLVERS)}.")] = "exact",
+    n_jobs: JobsOpt = 2,
+    entry: Annotated[Optional[str], typer.Option(help="Leaderboard entry name (default: names ladder, mode and budget).")] = None,
+    leaderboard: Annotated[Optional[Path], typer.Option(help="Leaderboard CSV to append to (default: OUT/leaderboard.csv).")] = None,
+) -> None:
+    """Build a verified submission: encode → allocate → package → verify → report."""
+    with expected_errors():
+        settings = Settings(
+            images=resolve_images(images), out=out, cache=cache, ladder=ladder or default_ladder(),
+            target=resolve_target(bpp, n_bytes, transparent, psnr, msssim), objective=objective,
+            solver=solver, n_jobs=n_jobs, entry=entry, leaderboard=leaderboard,
+        )
+        run_submission(settings, log=typer.echo)
+
+
+@app.command("verify")
+def verify_command(
+    submission: Annotated[Path, typer.Argument(help="A packaged submission folder (decoder/, images/, manifest.json).")],
+    images: ImagesOpt = None,
+    out: Annotated[Path, typer.Option(help="Where the decoded PNGs go (OUT/decoded).")] = Path("out"),
+) -> None:
+    """Decode a submission in a fresh process, score it and check it against its RD table."""
+    with expected_errors():
+        result = verify(submission, resolve_images(images), out / "decoded")
+        typer.echo(format_scores(result.scores))
+        typer.echo(f"decoding time: {result.decoding_ms:.0f} ms; decoder: {result.decoder_bytes} bytes")

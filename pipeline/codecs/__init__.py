@@ -1,0 +1,40 @@
+"""Candidate registry: ladder name -> candidate names, candidate name -> codec.
+
+Workers of the encode grid receive only candidate *names*; :func:`get_codec`
+builds (and for learned codecs, loads the network of) each candidate once per
+process.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from ..errors import PipelineError
+from . import classical, learned
+from .base import Codec
+
+LADDERS = ("learned", "classical", "hybrid")
+
+__all__ = ["LADDERS", "Codec", "default_ladder", "get_codec", "ladder_candidates"]
+
+
+def default_ladder() -> str:
+    """``learned`` once its weights are trained, else ``classical``."""
+    return "learned" if learned.has_trained_weights() else "classical"
+
+
+def ladder_candidates(ladder: str) -> list[str]:
+    """Candidate names of a ladder: ``learned``, ``classical`` or ``hybrid`` (both)."""
+    if ladder == "learned":
+        return learned.candidate_names()
+    if ladder == "classical":
+        return classical.candidate_names()
+    if ladder == "hybrid":
+        return learned.candidate_names() + classical.candidate_names()
+    raise PipelineError(f"unknown ladder {ladder!r}; choose one of {', '.join(LADDERS)}")
+
+
+@lru_cache(maxsize=None)
+def get_codec(name: str) -> Codec:
+    """The codec of one candidate name, built once per process."""
+    return learned.make_codec(name) if learned.is_learned(name) else classical.make_codec(name)

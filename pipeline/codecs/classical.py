@@ -1,0 +1,123 @@
+"""Classical candidates: JPEG, WebP, AVIF and JPEG 2000 through Pillow.
+
+Each family is one Pillow format, fixed encoder options (set explicitly, so a
+Pillow default change cannot move the ladder) and a grid of settings.  The
+grids were measured on Kodak (24 images, ``bench/results/pipeline.md`` has the
+per-candidate table) to span about 0.05–2 bpp with roughly geometric steps:
+
+* ``jpeg``: quality; 4:2:0, Huffman-optimised, baseline.  Its floor is ≈0.09 bpp.
+* ``webp``: quality, ``method=6`` (slowest, best).  Floor ≈0.1 bpp.
+* ``avif``: quality (libavif 0–100), ``speed=6``, 4:2:0, aom, one thread.
+* ``j2k``:  compression ratio (``quality_mode="rates"``, 24 bpp / ratio), 9/7
+  irreversible wavelet with the colour transform, raw codestream (no JP2 box).
+
+Files are the plain standard formats, so the decoder tells them apart by magic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+import PIL
+from PIL import Image
+
+from ..decode_program import decode_classical
+from ..errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Family:
+    """One Pillow format with its fixed options and its grid of settings."""
+
+    name: str
+    pillow_format: str
+    prefix: str  # "q" for quality, "r" for compression ratio
+    grid: tuple[int, ...]
+    options: Callable[[int], dict[str, Any]]  # setting -> Pillow save options
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            "jpeg", "JPEG", "q", (2, 5, 8, 12, 18, 25, 35, 50, 62, 75, 85, 92),
+            lambda q: {"quality": q, "subsampling": 2, "optimize": True, "progressive": False},
+        ),
+        Family(
+            "webp", "WEBP", "q", (0, 3, 8, 15, 25, 35, 50, 65, 75, 85, 92, 97),
+            lambda q: {"quality": q, "method": 6, "lossless": False, "exact": False},
+        ),
+        Family(
+            "avif", "AVIF", "q", (0, 8, 15, 22, 30, 38, 46, 54, 62, 70, 78, 86),
+            lambda q: {
+                "quality": q, "speed": 6, "subsampling": "4:2:0", "codec": "aom",
+                "max_threads": 1, "range": "full", "autotiling": False,
+            },
+        ),
+        Family(
+            "j2k", "JPEG2000", "r", (480, 340, 240, 170, 120, 85, 60, 42, 30, 21, 15, 12),
+            lambda r: {
+                "quality_mode": "rates", "quality_layers": [r], "irreversible": True,
+                "mct": 1, "no_jp2": True,
+            },
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class PillowCodec:
+    """A classical family at one setting (satisfies :class:`~pipeline.codecs.base.Codec`)."""
+
+    spec: Family
+    setting: int
+
+    @property
+    def family(self) -> str:
+        return self.spec.name
+
+    @property
+    def rate_label(self) -> str:
+        return f"{self.spec.prefix}{self.setting}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-{self.rate_label}"
+
+    @property
+    def fingerprint(self) -> str:
+        options = json.dumps(self.spec.options(self.setting), sort_keys=True)
+        return f"pillow {PIL.__version__} {self.spec.pillow_format} {options}"
+
+    def encode(self, image: np.ndarray) -> bytes:
+        buf = BytesIO()
+        Image.fromarray(image, "RGB").save(
+            buf, format=self.spec.pillow_format, **self.spec.options(self.setting)
+        )
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return decode_classical(data, self.spec.pillow_format)
+
+
+def candidates() -> list[PillowCodec]:
+    """Every classical candidate, family by family, lowest rate first."""
+    return [PillowCodec(f, s) for f in FAMILIES.values() for s in f.grid]
+
+
+def candidate_names() -> list[str]:
+    return [c.name for c in candidates()]
+
+
+def make_codec(name: str) -> PillowCodec:
+    """The classical candidate called ``name`` (e.g. ``avif-q30``)."""
+    family, _, label = name.partition("-")
+    spec = FAMILIES.get(family)
+    if spec is None or not label.startswith(spec.prefix) or not label[1:].isdigit():
+        raise PipelineError(f"unknown candidate {name!r}")
+    return PillowCodec(spec, int(label[1:]))

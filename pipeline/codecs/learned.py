@@ -1,0 +1,73 @@
+"""Learned candidates: the adapter between the pipeline and ``models/``.
+
+Everything the pipeline needs to know about learned codecs goes through here:
+which candidates a ladder offers, how to build one, and which files a
+packaged decoder must carry.  ``models`` is imported lazily, so the classical
+ladder works (and ``clic --help`` starts fast) without touching torch models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import PipelineError
+from .base import Codec
+
+LADDER = "psnr"  # the ladder file behind ``--ladder learned``
+PREFIX = "learned-"
+
+
+def has_trained_weights() -> bool:
+    """Whether the default learned ladder has its weights file."""
+    from models.ladder import has_trained_weights as has_weights
+
+    return has_weights(LADDER)
+
+
+def candidate_names() -> list[str]:
+    """The default learned ladder's candidates, lowest rate first."""
+    from models.ladder import load_ladder
+
+    if not has_trained_weights():
+        raise PipelineError(
+            f"learned ladder {LADDER!r} has no trained weights: train it first "
+            "or use --ladder classical"
+        )
+    return [entry.name for entry in load_ladder(LADDER).entries]
+
+
+def is_learned(name: str) -> bool:
+    return name.startswith(PREFIX)
+
+
+def _entries() -> dict:
+    from models.ladder import available_ladders
+
+    return {e.name: e for ladder in available_ladders().values() for e in ladder.entries}
+
+
+def make_codec(name: str) -> Codec:
+    """The learned candidate called ``name`` (e.g. ``learned-psnr-q2``)."""
+    from models.codec import LearnedCodec
+
+    entry = _entries().get(name)
+    if entry is None:
+        raise PipelineError(f"unknown learned candidate {name!r}")
+    return LearnedCodec(entry)
+
+
+def models_source() -> Path:
+    """The ``models`` package folder, copied into a packaged decoder."""
+    import models
+
+    return Path(models.__file__).parent
+
+
+def weight_files(names: Iterable[str]) -> list[Path]:
+    """The weights files a decoder needs for these candidates (none for classical ones)."""
+    from models.ladder import weight_files as ladder_weights
+
+    entries = _entries()
+    ladders = sorted({entries[n].ladder.name for n in names if is_learned(n)})
+    return [path for ladder in ladders for path in ladder_weights(ladder)]

@@ -1,0 +1,81 @@
+"""pipeline.codecs + the submission decoder's format detection, on a real Kodak crop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import models.ladder
+from eval.images import load_rgb8
+from pipeline.codecs import Codec, classical, default_ladder, get_codec, ladder_candidates
+from pipeline.decode_program import EXTENSIONS, UndecodableError, decode_bytes, sniff_format
+from pipeline.errors import PipelineError
+
+KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
+FORMATS = {family: spec.pillow_format for family, spec in classical.FAMILIES.items()}
+
+
+@pytest.fixture(scope="module")
+def crop() -> np.ndarray:
+    return np.ascontiguousarray(load_rgb8(KODAK / "kodim07.png")[100:148, 200:264])
+
+
+def test_classical_ladder_names_are_unique_and_dense():
+    names = ladder_candidates("classical")
+    assert len(names) == len(set(names))
+    for family in classical.FAMILIES:
+        assert sum(n.startswith(f"{family}-") for n in names) >= 10
+
+
+@pytest.mark.parametrize("name", classical.candidate_names())
+def test_every_classical_candidate_round_trips_deterministically(name, crop):
+    codec = get_codec(name)
+    assert isinstance(codec, Codec) and codec.name == name
+    data = codec.encode(crop)
+    assert codec.encode(crop) == data
+    assert sniff_format(data) == FORMATS[codec.family]
+    decoded = codec.decode(data)
+    assert decoded.shape == crop.shape and decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decode_bytes(data), decoded)
+
+
+def test_rate_grows_along_each_family(crop):
+    for family in classical.FAMILIES:
+        sizes = [len(get_codec(n).encode(crop)) for n in classical.candidate_names() if n.startswith(family)]
+        assert sizes == sorted(sizes) and sizes[-1] > sizes[0], family
+
+
+def test_get_codec_is_cached_per_process():
+    assert get_codec("avif-q30") is get_codec("avif-q30")
+
+
+@pytest.mark.parametrize("name", ["avif", "avif-30", "avif-qx", "png-q3", "learned-nope-q1"])
+def test_unknown_candidates_are_refused(name):
+    with pytest.raises(PipelineError):
+        get_codec.__wrapped__(name)
+
+
+def test_unknown_ladder_is_refused():
+    with pytest.raises(PipelineError, match="unknown ladder"):
+        ladder_candidates("fancy")
+
+
+def test_default_ladder_follows_trained_weights(monkeypatch):
+    monkeypatch.setattr(models.ladder, "has_trained_weights", lambda name: False)
+    assert default_ladder() == "classical"
+    with pytest.raises(PipelineError, match="no trained weights"):
+        ladder_candidates("hybrid")
+    monkeypatch.setattr(models.ladder, "has_trained_weights", lambda name: True)
+    assert default_ladder() == "learned"
+
+
+def test_decoder_refuses_unknown_bytes():
+    assert sniff_format(b"GIF89a....") is None
+    with pytest.raises(UndecodableError, match="unknown format"):
+        decode_bytes(b"GIF89a" + bytes(64))
+
+
+def test_every_format_has_an_extension():
+    assert set(FORMATS.values()) == set(EXTENSIONS)
