@@ -8,12 +8,14 @@ of writing its file and training it, not of code.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 LADDER_DIR = Path(__file__).parent / "ladders"
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+# Where weights files are looked up; CLIC_WEIGHTS_DIR overrides it (worker processes inherit it).
+WEIGHTS_DIR = Path(os.environ.get("CLIC_WEIGHTS_DIR") or Path(__file__).parent / "weights")
 
 
 @dataclass(frozen=True)
