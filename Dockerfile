@@ -17,15 +17,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-# The host's CA bundle (may be empty), for pip behind a TLS-intercepting proxy.
-COPY build/ca.crt /etc/clic-ca.crt
-COPY pyproject.toml Makefile README.md ./
+# The host's CA bundle (may be empty) joins the system bundle that pip uses, for
+# machines whose registry access goes through a TLS-intercepting proxy.
+COPY build/ca.crt /tmp/host-ca.crt
+RUN cat /tmp/host-ca.crt >> /etc/ssl/certs/ca-certificates.crt && rm /tmp/host-ca.crt
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+COPY pyproject.toml Makefile ./
+RUN make deps
+COPY README.md ./
 COPY models ./models
 COPY pipeline ./pipeline
 COPY allocate ./allocate
 COPY eval ./eval
-RUN if [ -s /etc/clic-ca.crt ]; then export PIP_CERT=/etc/clic-ca.crt; fi \
- && make install
+RUN make install
 COPY data ./data
 COPY bench ./bench
 COPY tests ./tests
