@@ -7,6 +7,8 @@ from typing import Annotated, NoReturn, Optional
 import pandas as pd
 import typer
 
+from eval import atomic  # standard library only: no torch
+
 from allocate.metrics import cap_from_bpp
 from allocate.plots import plot_bytes_per_image, plot_chosen, plot_psnr_vs_bpp
 from allocate.report import format_allocation
@@ -26,7 +28,7 @@ app = typer.Typer(
 TablePath = Annotated[Path, typer.Argument(help="RD table CSV (image, candidate, family, bytes, pixels, sse, msssim).")]
 ObjectiveOption = Annotated[Objective, typer.Option(
     help="Budget mode: minimise total SSE (best aggregate PSNR) or maximise pixel-weighted MS-SSIM.")]
-USER_ERRORS = (BadTableError, InfeasibleError, NoSolutionError)
+USER_ERRORS = (BadTableError, InfeasibleError, NoSolutionError, OSError)
 
 
 def _fail(error: Exception) -> NoReturn:
@@ -35,8 +37,7 @@ def _fail(error: Exception) -> NoReturn:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 @app.command()
@@ -66,7 +67,10 @@ def solve(
         _fail(e)
     typer.echo(format_allocation(allocation, show))
     if out is not None:
-        _write_json(out, allocation.to_dict())
+        try:
+            _write_json(out, allocation.to_dict())
+        except OSError as e:
+            _fail(e)
         typer.echo(f"wrote {out}")
 
 
@@ -101,9 +105,19 @@ def tune(
         at_target = solve_budget(rd, cap, objective)
     except USER_ERRORS as e:
         _fail(e)
+    try:
+        _tune_outputs(rd, cap, at_target, chosen_solvers, objective, bpp_min, bpp_max, steps, target_bpp,
+                      subsets, max_all, out_dir)
+    except OSError as e:
+        _fail(e)
+
+
+def _tune_outputs(rd: pd.DataFrame, cap: int, at_target, chosen_solvers: list[str], objective: str,
+                  bpp_min: float, bpp_max: float, steps: int, target_bpp: float, subsets: str, max_all: int,
+                  out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     swept = sweep(rd, budget_grid(bpp_min, bpp_max, steps), chosen_solvers, objective)
-    swept.to_csv(out_dir / "sweep.csv", index=False)
+    atomic.write_csv(out_dir / "sweep.csv", swept)
     _write_leaderboard(out_dir / "leaderboard.csv", swept)
     typer.echo(swept[["strategy", "target_bpp", "status", "bpp", "psnr", "msssim", "gap", "note"]]
                .to_string(index=False, float_format=lambda v: f"{v:.6g}"))
@@ -118,7 +132,7 @@ def tune(
     mode = subset_mode(rd["candidate"].nunique(), subsets, max_all)
     if mode != "none":
         analysis = ladder_subsets(rd, cap, mode, objective)
-        analysis.to_csv(out_dir / "subsets.csv", index=False)
+        atomic.write_csv(out_dir / "subsets.csv", analysis)
         written.append("subsets.csv")
         heading = "best subset of each size" if mode == "all" else "the full ladder less one model"
         typer.echo(f"\nladder models at {target_bpp:g} bpp, {heading} "

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from eval._atomic import write_atomic
+from eval import atomic
 from eval.errors import EvalInputError
 from eval.leaderboard import append_rows, leaderboard_row
 from eval.score import Scores, score_folders
@@ -60,7 +60,7 @@ def eval_command(
         scores = score_folders(originals, reconstructions, compressed)
         typer.echo(format_scores(scores))
         if per_image_csv is not None:
-            write_atomic(per_image_csv, scores.per_image.to_csv(index=False).encode("utf-8"))
+            atomic.write_bytes(per_image_csv, scores.per_image.to_csv(index=False).encode("utf-8"))
         if csv is not None:
             day = date.date().isoformat() if date else None
             append_rows(csv, [leaderboard_row(entry, scores, decoding_ms, decoder_bytes, day)])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from eval._atomic import write_atomic
+from eval import atomic
 from eval.errors import EvalInputError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"})
@@ -116,4 +116,4 @@ def save_png(array: np.ndarray, path: str | Path) -> None:
     check_rgb8(array)
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
-    write_atomic(Path(path), buffer.getvalue())
+    atomic.write_bytes(Path(path), buffer.getvalue())

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from itertools import zip_longest
 from pathlib import Path
 
-from eval._atomic import write_atomic
+from eval import atomic
 from eval.errors import EvalInputError
 from eval.score import Scores
 
@@ -83,4 +83,4 @@ def append_rows(csv_path: Path, rows: Iterable[Mapping[str, object]]) -> None:
     if not existing:
         writer.writeheader()
     writer.writerows(rows)
-    write_atomic(path, (existing + out.getvalue()).encode("utf-8"))
+    atomic.write_bytes(path, (existing + out.getvalue()).encode("utf-8"))

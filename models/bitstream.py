@@ -17,7 +17,17 @@
 Streams are CompressAI's rANS strings: 0 = anchor half of ``y``, 1 = the
 non-anchor half (checkerboard), 2 = the hyper-latent ``z``.  The padding to a
 multiple of 64 and the latent shapes follow from height and width, so they are
-not stored.  :func:`parse` checks every field before anything is allocated.
+not stored.
+
+Safety: :func:`parse` checks every field (magic, version, checksum, size, stream
+lengths) before the decoder allocates anything, and raises :class:`BadStreamError`
+(one line) on any fault.  The checksum makes a flipped or truncated file an error
+rather than garbage.  A crafted file can still carry a correct checksum, so the size
+is bounded on its own: ``height × width`` must not exceed :data:`MAX_PIXELS` = 2**25
+(33.5 megapixels, e.g. 8192 × 4096; CLIC images are at most about 4 MP).  Decoding
+memory grows linearly with the pixel count, so this caps what a header can make the
+decoder allocate, whatever it claims; :func:`pack` refuses to write such files too, so
+everything the encoder writes can be decoded.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from dataclasses import dataclass
 MAGIC = b"LIC"
 VERSION = 1
 N_STREAMS = 3
-MAX_PIXELS = 1 << 28  # refuse headers claiming absurd images before allocating
+MAX_PIXELS = 1 << 25  # refuse headers claiming huge images before anything is allocated
 _FIXED = struct.Struct(">3sBBHHH")
 _CRC = struct.Struct(">I")
 
@@ -80,6 +90,11 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
         raise ValueError(f"expected {N_STREAMS} streams, got {len(streams)}")
     if not (1 <= header.height <= 0xFFFF and 1 <= header.width <= 0xFFFF):
         raise ValueError(f"image size {header.width}x{header.height} not codable")
+    if header.height * header.width > MAX_PIXELS:
+        raise ValueError(
+            f"image size {header.width}x{header.height} exceeds the learned codec's limit of "
+            f"{MAX_PIXELS} pixels"
+        )
     body = _FIXED.pack(
         MAGIC, VERSION, header.model_id, rate_code(header.rate), header.height, header.width
     )
@@ -101,7 +116,9 @@ def parse(data: bytes) -> tuple[Header, list[bytes]]:
     if zlib.crc32(data[:end]) != crc:
         raise BadStreamError("checksum mismatch: the file is truncated or altered")
     if height == 0 or width == 0 or height * width > MAX_PIXELS:
-        raise BadStreamError(f"header claims an invalid image size {width}x{height}")
+        raise BadStreamError(
+            f"header claims an invalid image size {width}x{height} (limit {MAX_PIXELS} pixels)"
+        )
     pos, lengths = _FIXED.size, []
     for _ in range(N_STREAMS - 1):
         n, pos = _read_varint(data, pos, end)

@@ -20,7 +20,7 @@ def train_command(
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoint and log [default: runs/LADDER]."),
     steps: int = typer.Option(1000, help="Total optimisation steps; a resumed run continues up to this."),
     batch: int = typer.Option(16, help="Crops per batch (each gets a random rate point)."),
-    crop: int = typer.Option(128, help="Crop side in pixels (MS-SSIM ladders need >= 161)."),
+    crop: int = typer.Option(128, help="Crop side in pixels, a multiple of 64 (MS-SSIM ladders need >= 192)."),
     lr: float = typer.Option(1e-4, help="Learning rate of the main optimiser."),
     lr_drop_at: int = typer.Option(0, help="Divide the learning rate by 10 from this step on (0: never)."),
     seed: int = typer.Option(0, help="Seed for initialisation and crop sampling."),
@@ -31,12 +31,15 @@ def train_command(
     resume: bool = typer.Option(True, help="Continue from OUT/checkpoint.safetensors when it exists."),
     init: Optional[Path] = typer.Option(None, help="Start from these exported weights (e.g. the committed ones) when not resuming."),
     export: Optional[Path] = typer.Option(None, help="Also write float16 weights here at every checkpoint."),
+    skip_bad_images: bool = typer.Option(
+        False, "--skip-bad-images", help="Skip unreadable training images (one line each) instead of stopping."
+    ),
 ) -> None:
     """Train a ladder's variable-rate network on random crops (all rate points at once)."""
     config = TrainConfig(
         ladder=ladder, data=data, out=out or Path("runs") / ladder, steps=steps, batch=batch,
         crop=crop, lr=lr, lr_drop_at=lr_drop_at, seed=seed, threads=threads, bf16=bf16,
         channels_last=channels_last, checkpoint_s=checkpoint_minutes * 60, resume=resume,
-        init=init, export=export,
+        init=init, export=export, skip_bad_images=skip_bad_images,
     )  # fmt: skip
     train(config)

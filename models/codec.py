@@ -3,10 +3,22 @@
 Images are padded (edge replication) to a multiple of 64, coded with the
 ladder's network at one rate, and cropped back on decoding.  Decoding needs
 only the file and the weights.
+
+Determinism: CompressAI's range coder picks each symbol's CDF from float entropy
+parameters (the hyper-synthesis and context outputs), and torch's CPU kernels round
+differently with different thread counts: a stream encoded on 1 thread and decoded
+on 2 decodes to a different (damaged) image.  Encoding and decoding therefore always
+run on :data:`CODING_THREADS` torch threads, whatever the caller set, so the packaged
+decoder (a fresh process, torch's default thread count) reproduces bit for bit the
+reconstruction the encode grid measured, on the same machine and software.  Across
+machines (another CPU instruction set, another torch build) float results may differ,
+and so may the decoded image: verify a submission where it will be decoded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +30,22 @@ from .architecture import PAD_MULTIPLE
 from .bitstream import BadStreamError, Header, is_learned_stream  # noqa: F401  (public API)
 from .ladder import LadderEntry, UnknownLadderError, ladder_by_model_id
 from .weights import load_network, weights_digest
+
+
+CODING_THREADS = 1  # torch threads for every encode and decode (see the module docstring)
+
+
+@contextmanager
+def coding_threads() -> Iterator[None]:
+    """Run the block on :data:`CODING_THREADS` torch threads, restoring the caller's count."""
+    before = torch.get_num_threads()
+    if before != CODING_THREADS:
+        torch.set_num_threads(CODING_THREADS)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -46,12 +74,17 @@ def encode_image(entry: LadderEntry, image: np.ndarray, weights_dir: Path | None
     """Encode one H×W×3 uint8 image at one ladder point."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an H×W×3 uint8 image, got {image.shape} {image.dtype}")
-    net = load_network(entry.ladder, weights_dir)
     height, width = image.shape[:2]
+    if height * width > bitstream.MAX_PIXELS:
+        raise ValueError(
+            f"image size {width}x{height} exceeds the learned codec's limit of {bitstream.MAX_PIXELS} pixels"
+        )
+    net = load_network(entry.ladder, weights_dir)
     # Code at the rate the header can store (a multiple of 1/256), so that the
     # decoder's gains are exactly the encoder's.
     rate = bitstream.rate_code(entry.rate) / 256
-    out = net.compress(_pad(to_tensor(image)), rate)
+    with coding_threads():
+        out = net.compress(_pad(to_tensor(image)), rate)
     streams = [s[0] for s in out["strings"]]
     header = Header(entry.ladder.model_id, rate, height, width)
     return bitstream.pack(header, streams)
@@ -68,7 +101,8 @@ def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
     net = load_network(ladder, weights_dir)
     shape = _latent_shapes(net, header.height, header.width)
     try:
-        x_hat = net.decompress([[s] for s in streams], shape, header.rate)
+        with coding_threads():
+            x_hat = net.decompress([[s] for s in streams], shape, header.rate)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise BadStreamError(f"corrupt entropy-coded data ({exc})") from None
     return to_image(x_hat[..., : header.height, : header.width])

@@ -16,22 +16,34 @@ from tqdm import tqdm
 from eval.images import BadImageError, list_images, load_rgb8
 
 
-class CropSampler:
-    """Random ``crop``×``crop`` patches with random flips, from images in memory."""
+class TrainingError(ValueError):
+    """Unusable training data or settings; the message is one line."""
 
-    def __init__(self, folders: list[Path], crop: int, seed: int = 0):
+
+class CropSampler:
+    """Random ``crop``×``crop`` patches with random flips, from images in memory.
+
+    Policy: an unreadable image (see ``eval.images.load_rgb8``) stops training with a
+    one-line error naming it, unless ``skip_bad`` is set (``clic train
+    --skip-bad-images``): then it is skipped with one line each.  Images smaller than
+    the crop are skipped silently (they are valid, just too small).
+    """
+
+    def __init__(self, folders: list[Path], crop: int, seed: int = 0, skip_bad: bool = False):
         paths = [p for folder in folders for p in list_images(folder)]
         self.images: list[np.ndarray] = []
-        for path in tqdm(paths, desc="loading training images", unit="img"):
+        for path in tqdm(paths, desc="loading training images", unit="img", disable=None):
             try:
                 image = load_rgb8(path)
             except BadImageError as exc:
+                if not skip_bad:
+                    raise BadImageError(f"{exc} (or train with --skip-bad-images)") from None
                 tqdm.write(f"skipped: {exc}")
                 continue
             if min(image.shape[:2]) >= crop:
                 self.images.append(image)
         if not self.images:
-            raise ValueError(f"no training image of at least {crop}×{crop} px in {folders}")
+            raise TrainingError(f"no training image of at least {crop}×{crop} px in {', '.join(map(str, folders))}")
         self.crop = crop
         self.rng = np.random.default_rng(seed)
 

@@ -87,6 +87,14 @@ def load_ladder(name: str = "psnr") -> Ladder:
     return ladders[name]
 
 
+def ladder_file(name: str) -> Path:
+    """The TOML file that defines the ladder called ``name`` (a packaged decoder ships it)."""
+    for path in sorted(LADDER_DIR.glob("*.toml")):
+        if _parse(path).name == name:
+            return path
+    raise UnknownLadderError(f"unknown ladder {name!r}")
+
+
 def ladder_by_model_id(model_id: int) -> Ladder:
     for ladder in available_ladders().values():
         if ladder.model_id == model_id:

@@ -11,6 +11,7 @@ network learns the whole ladder for the price of one model.  Checkpoints
 from __future__ import annotations
 
 import json
+import signal
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,9 +21,10 @@ import torch
 from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
-from .data import CropSampler
+from .architecture import PAD_MULTIPLE
+from .data import CropSampler, TrainingError
 from .ladder import Ladder, load_ladder
-from .weights import atomic_save, build, export, load_into, load_state
+from .weights import BadWeightsError, atomic_save, build, export, load_into, load_state
 
 MSSSIM_MIN_CROP = 161  # 5 scales of an 11-px window
 
@@ -46,6 +48,7 @@ class TrainConfig:
     resume: bool = True  # continue from out/checkpoint.safetensors if present
     init: Path | None = None  # else start from these exported weights
     export: Path | None = None  # write float16 weights here at every checkpoint
+    skip_bad_images: bool = False  # skip unreadable training images instead of stopping
 
 
 def distortion(ladder: Ladder, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -66,7 +69,12 @@ class Trainer:
         self.cfg = config
         self.ladder = load_ladder(config.ladder)
         if self.ladder.metric == "msssim" and config.crop < MSSSIM_MIN_CROP:
-            raise ValueError(f"MS-SSIM training needs crops of at least {MSSSIM_MIN_CROP} px")
+            usable = -(-MSSSIM_MIN_CROP // PAD_MULTIPLE) * PAD_MULTIPLE
+            raise TrainingError(f"MS-SSIM training needs crops of at least {MSSSIM_MIN_CROP} px (e.g. --crop {usable})")
+        if config.crop < PAD_MULTIPLE or config.crop % PAD_MULTIPLE:
+            raise TrainingError(f"--crop must be a positive multiple of {PAD_MULTIPLE}, got {config.crop}")
+        if config.batch < 1 or config.steps < 0 or config.threads < 1:
+            raise TrainingError("--batch and --threads must be at least 1 and --steps at least 0")
         torch.manual_seed(config.seed)
         torch.set_num_threads(config.threads)
         self.net = build(self.ladder).train()
@@ -104,11 +112,14 @@ class Trainer:
             export(snapshot, self.ladder, self.cfg.export, note=f"step {self.step}")
 
     def _load_checkpoint(self) -> None:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(self.checkpoint), "pt") as f:
-            self.step = int(f.metadata()["step"])
-        state = load_state(self.checkpoint)
+        state = load_state(self.checkpoint)  # BadWeightsError (one line) for a damaged file
+        try:
+            with safe_open(str(self.checkpoint), "pt") as f:
+                self.step = int((f.metadata() or {})["step"])
+        except (SafetensorError, OSError, KeyError, ValueError) as exc:
+            raise BadWeightsError(f"{self.checkpoint}: not a checkpoint of this trainer (no step: {exc})") from None
         load_into(self.net, {k[4:]: v for k, v in state.items() if k.startswith("net.")}, self.checkpoint)
         for tag, opt in (("opt", self.opt), ("aux", self.aux_opt)):
             per_param: dict[int, dict] = {}
@@ -157,6 +168,7 @@ class Trainer:
         log = (cfg.out / "train.log").open("a")
         last_ckpt, t0, seen = time.time(), time.time(), 0
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.ladder}", unit="step")
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops like Ctrl-C: checkpoint first
         try:
             while self.step < cfg.steps:
                 stats = self.train_step(sampler.batch(cfg.batch))
@@ -171,15 +183,22 @@ class Trainer:
                 if time.time() - last_ckpt > cfg.checkpoint_s:
                     self.save_checkpoint()
                     last_ckpt = time.time()
+        except KeyboardInterrupt:
+            tqdm.write(f"stopped at step {self.step}; checkpoint saved")
         finally:
+            signal.signal(signal.SIGTERM, previous)
             bar.close()
             self.save_checkpoint()
             log.close()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def train(config: TrainConfig) -> Trainer:
     """Train (or continue training) a ladder's network as configured."""
     trainer = Trainer(config)
-    sampler = CropSampler(config.data, config.crop, seed=config.seed + trainer.step)
+    sampler = CropSampler(config.data, config.crop, seed=config.seed + trainer.step, skip_bad=config.skip_bad_images)
     trainer.run(sampler)
     return trainer

@@ -8,8 +8,6 @@ to float16 *before* computing those tables, so nothing differs after loading.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,17 +30,16 @@ def build(ladder: Ladder) -> torch.nn.Module:
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write a safetensors file under a temporary name, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; weights are shipped and read by others
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write a safetensors file atomically (``eval.atomic``), readable by everyone (0644).
+
+    Weights are shipped and read by a decoder that may run as another user.  ``eval`` is
+    imported here, not at the top: the packaged decoder carries ``models`` but not ``eval``,
+    and only training and export write weights.
+    """
+    from eval.atomic import writing
+
+    with writing(Path(path), mode=0o644) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def export(net: torch.nn.Module, ladder: Ladder, path: Path, note: str = "") -> None:
@@ -82,11 +79,20 @@ def load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path
 
 
 def weights_digest(path: Path) -> str:
-    """SHA-256 (first 16 hex digits) of a weights file: what cached encodings depend on."""
+    """SHA-256 (first 16 hex digits) of a weights file: what cached encodings depend on.
+
+    Hashed once per process and file version (path, size, modification time).
+    """
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        stat = path.stat()
+        return _digest(path.resolve(), stat.st_size, stat.st_mtime_ns)
     except OSError as exc:
         raise BadWeightsError(f"{path}: cannot read weights ({exc.strerror})") from None
+
+
+@lru_cache(maxsize=16)
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 @lru_cache(maxsize=8)

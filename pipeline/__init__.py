@@ -2,7 +2,7 @@
 
 ::
 
-  images/ ─┬─► grid.run_grid ──────────────► cache/<set>-<hash>/<candidate>/<image>.<ext|json>
+  images/ ─┬─► grid.run_grid ──────────────► cache/<set>-<hash>/<candidate>/<image>.<sha>.<ext>|.json
            │   (joblib workers get paths +      one bitstream + one RD record per cell,
            │    candidate names; codecs.get_    atomic; finished cells are skipped
            │    codec: learned ladder via                │

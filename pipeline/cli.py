@@ -21,18 +21,21 @@ from eval.cli import eval_command, format_scores
 from eval.errors import EvalInputError
 from models.bitstream import BadStreamError
 from models.cli import train_command
+from models.data import TrainingError
 from models.ladder import UnknownLadderError
 from models.weights import BadWeightsError
 
 from .allocation import DEFAULT_BPP, Budget, Target, Transparent
 from .codecs import LADDERS, default_ladder
 from .errors import PipelineError
+from .distributed import connect
 from .run import Settings, encode, run_submission
 from .verify import verify
 
 EXPECTED_ERRORS = (
     PipelineError, EvalInputError, allocate.BadTableError, allocate.InfeasibleError,
     allocate.NoSolutionError, OSError, BadStreamError, BadWeightsError, UnknownLadderError,
+    TrainingError,
 )
 BUNDLED_IMAGES = Path("data") / "kodak"  # in the repository (editable install) or the working folder
 
@@ -113,9 +116,18 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Output folder (rd.csv, subm
 CacheOpt = Annotated[Path, typer.Option("--cache", help="Encode cache: one bitstream + record per image × candidate.")]
 LadderOpt = Annotated[
     Optional[str],
-    typer.Option("--ladder", help=f"Candidates: {' | '.join(LADDERS)} (default: learned once trained, else classical)."),
+    typer.Option("--ladder", help=f"Candidates: {' | '.join(LADDERS)} (default: learned once trained, else classical), "
+                 "or a comma-separated list of candidate names (jpeg-q35,avif-q30)."),
 ]
-JobsOpt = Annotated[int, typer.Option("--n-jobs", min=1, help="Parallel encode workers (processes).")]
+JobsOpt = Annotated[int, typer.Option("--n-jobs", min=1, help="Parallel encode workers (local processes; without --workers/--scheduler).")]
+SchedulerOpt = Annotated[
+    Optional[str],
+    typer.Option("--scheduler", help="Run the encode grid (and decoding) on the dask cluster of this scheduler, "
+                 "e.g. tcp://HOST:8786; images, cache and out must be on storage shared by its workers."),
+]
+WorkersOpt = Annotated[
+    Optional[int], typer.Option("--workers", min=1, help="Run the encode grid (and decoding) on a local dask cluster of N worker processes."),
+]
 
 
 @app.command("encode")
@@ -125,10 +137,13 @@ def encode_command(
     cache: CacheOpt = Path("cache"),
     ladder: LadderOpt = None,
     n_jobs: JobsOpt = 2,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Encode every image with every candidate of a ladder and write the RD table (OUT/rd.csv)."""
-    with expected_errors():
-        grid, table_path = encode(resolve_images(images), ladder or default_ladder(), cache, out, n_jobs)
+    with expected_errors(), connect(scheduler, workers, typer.echo) as client:
+        jobs = n_jobs if client is None else client
+        grid, table_path = encode(resolve_images(images), ladder or default_ladder(), cache, out, jobs)
         typer.echo(f"{len(grid.table)} cells ({grid.encoded} encoded now) -> {table_path}")
 
 
@@ -146,6 +161,8 @@ def submission_command(
     objective: Annotated[str, typer.Option(help=f"Budget mode: distortion to minimise: {' | '.join(allocate.OBJECTIVES)}.")] = "sse",
     solver: Annotated[str, typer.Option(help=f"Allocation solver: {' | '.join(allocate.SOLVERS)}.")] = "exact",
     n_jobs: JobsOpt = 2,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
     entry: Annotated[Optional[str], typer.Option(help="Leaderboard entry name (default: names ladder, mode and budget).")] = None,
     leaderboard: Annotated[Optional[Path], typer.Option(help="Leaderboard CSV to append to (default: OUT/leaderboard.csv).")] = None,
 ) -> None:
@@ -154,7 +171,8 @@ def submission_command(
         settings = Settings(
             images=resolve_images(images), out=out, cache=cache, ladder=ladder or default_ladder(),
             target=resolve_target(bpp, n_bytes, transparent, psnr, msssim), objective=objective,
-            solver=solver, n_jobs=n_jobs, entry=entry, leaderboard=leaderboard,
+            solver=solver, n_jobs=n_jobs, scheduler=scheduler, workers=workers, entry=entry,
+            leaderboard=leaderboard,
         )
         run_submission(settings, log=typer.echo)
 

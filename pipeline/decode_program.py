@@ -14,11 +14,23 @@ must stay self-contained: Pillow and numpy (plus torch and compressai for
 learned streams) and nothing of the project outside its own folder.  The
 pipeline imports the same functions, so the RD table and the submission decode
 with one code path.
+
+What it touches: it reads the regular files directly in INPUT_DIR (hidden files
+and sub-folders are ignored; symbolic links are refused, so it reads nothing
+outside INPUT_DIR) and, for learned streams, its own ``models/`` and ``weights/``.
+It writes only ``OUTPUT_DIR/<stem>.png``, each under a temporary name first and
+then renamed (a link already there is replaced, never written through), so an
+interrupted run leaves no half-written PNG.  Any bad input ends the run with one
+line on stderr naming the file and exit status 2 (``--debug`` shows a traceback).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import uuid
+import warnings
 from io import BytesIO
 from pathlib import Path
 
@@ -28,6 +40,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 EXTENSIONS = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif", "JPEG2000": "j2k"}
+PROJECT_PACKAGES = ("eval", "pipeline", "allocate")  # never shipped: decoding must not need them
 
 
 class UndecodableError(ValueError):
@@ -50,18 +63,24 @@ def sniff_format(data: bytes) -> str | None:
 def decode_classical(data: bytes, fmt: str) -> np.ndarray:
     """Decode a Pillow-readable file of a known format to H×W×3 uint8 RGB."""
     try:
-        with Image.open(BytesIO(data), formats=[fmt]) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise UndecodableError(f"corrupt {fmt} file ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(BytesIO(data), formats=[fmt]) as im:
+                return np.asarray(im.convert("RGB"))
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise UndecodableError(f"{fmt} file refused as a possible decompression bomb ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise UndecodableError(f"corrupt {fmt} file ({' '.join(str(exc).split())})") from None
 
 
 def decode_learned(data: bytes, weights_dir: Path | None) -> np.ndarray:
     """Decode a learned bitstream with the ``models`` package importable here."""
+    if not (HERE / "models").is_dir():
+        raise UndecodableError("unknown format (no learned decoder in this package)")
     try:
         from models.codec import decode_stream, is_learned_stream
-    except ImportError:
-        raise UndecodableError("unknown format (no learned decoder in this package)") from None
+    except ImportError as exc:
+        raise UndecodableError(f"learned decoder unavailable ({exc})") from None
     if not is_learned_stream(data):
         raise UndecodableError("unknown format (neither an image file nor a learned bitstream)")
     return decode_stream(data, weights_dir)
@@ -73,38 +92,97 @@ def decode_bytes(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
     return decode_classical(data, fmt) if fmt else decode_learned(data, weights_dir)
 
 
+def input_files(src: Path) -> list[Path]:
+    """The files to decode: regular, visible files directly in ``src``, one per stem."""
+    files, stems = [], {}
+    for path in sorted(src.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_symlink():
+            raise UndecodableError(f"{path.name}: a symbolic link; refusing to read outside {src}")
+        if not path.is_file():
+            continue
+        if path.stem in stems:
+            raise UndecodableError(f"{path.name}: same stem as {stems[path.stem]}; both would decode to {path.stem}.png")
+        stems[path.stem] = path.name
+        files.append(path)
+    if not files:
+        raise UndecodableError(f"{src}: no files to decode")
+    return files
+
+
+def write_png(image: np.ndarray, path: Path) -> None:
+    """Write ``path`` atomically: a temporary name beside it, then a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            Image.fromarray(image, "RGB").save(f, format="PNG", compress_level=1)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
 def decode_folder(src: Path, dst: Path) -> int:
     """Decode every visible file of ``src`` to ``dst/<stem>.png``; return the count."""
-    files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not src.is_dir():
+        raise UndecodableError(f"{src}: input folder not found")
+    if dst.resolve() == src.resolve():
+        raise UndecodableError(f"{dst}: the output folder must not be the input folder")
+    files = input_files(src)
     dst.mkdir(parents=True, exist_ok=True)
     for path in files:
         try:
             image = decode_bytes(path.read_bytes(), HERE / "weights")
         except ValueError as exc:
-            raise UndecodableError(f"{path.name}: {exc}") from None
-        Image.fromarray(image, "RGB").save(dst / f"{path.stem}.png", format="PNG", compress_level=1)
+            raise UndecodableError(f"{path.name}: {' '.join(str(exc).split())}") from None
+        write_png(image, dst / f"{path.stem}.png")
     return len(files)
 
 
 def check_self_contained() -> None:
-    """Refuse to have used a ``models`` package from outside this program's folder."""
+    """Refuse to have used project code from outside this program's folder.
+
+    ``models`` must be the copy beside this file; the project's other packages must
+    not have been imported at all (a server has only this folder).
+    """
     models = sys.modules.get("models")
     if models is not None and HERE not in Path(models.__file__).resolve().parents:
         raise UndecodableError(f"learned decoder loaded from {models.__file__}, outside {HERE}")
+    outside = sorted(name for name in PROJECT_PACKAGES if name in sys.modules)
+    if outside:
+        raise UndecodableError(f"the decoder imported project package(s) {', '.join(outside)}, not shipped")
 
 
 def main(argv: list[str]) -> int:
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     if len(argv) != 2:
-        print("usage: python decode.py INPUT_DIR OUTPUT_DIR", file=sys.stderr)
+        print("usage: python decode.py [--debug] INPUT_DIR OUTPUT_DIR", file=sys.stderr)
         return 2
     sys.dont_write_bytecode = True  # decoding must not grow the package (__pycache__)
     sys.path.insert(0, str(HERE))
+    # Importing torch creates its compiler cache folder (/tmp/torchinductor_<user>, or where
+    # TORCHINDUCTOR_CACHE_DIR says): keep it in the output folder, hidden, and remove it at the
+    # end, so that nothing is written elsewhere (this decoder compiles nothing).
+    scratch = Path(argv[1]).absolute() / f".torch-cache.{os.getpid()}"
+    previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(scratch)
     try:
         count = decode_folder(Path(argv[0]), Path(argv[1]))
         check_self_contained()
-    except (UndecodableError, OSError) as exc:
-        print(f"decode.py: {exc}", file=sys.stderr)
+    except (UndecodableError, OSError, MemoryError) as exc:
+        if debug:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"decode.py: {message}", file=sys.stderr)
         return 2
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous
     print(f"decoded {count} files to {argv[1]}")
     return 0
 

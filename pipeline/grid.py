@@ -23,7 +23,7 @@ from eval.metrics import msssim_rgb, sse
 from .cache import COLUMNS, CellStore, dataset_key
 from .codecs import get_codec
 from .errors import PipelineError
-from .parallel import run_tasks
+from .parallel import Jobs, run_tasks
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,12 @@ def encode_cell(root: Path, image_path: Path, candidate: str) -> dict:
 
 
 def run_grid(
-    images: list[Path], candidates: list[str], cache: Path, n_jobs: int = 2
+    images: list[Path], candidates: list[str], cache: Path, n_jobs: Jobs = 2
 ) -> GridResult:
     """Fill every missing cell of ``images × candidates`` and return the RD table.
 
     The cells live in ``cache/<dataset key>``: a key of the images' names and contents.
+    ``n_jobs``: local worker processes, or a dask ``Client`` to run the cells on its cluster.
     """
     if not candidates:
         raise PipelineError("no candidates to encode")
@@ -81,6 +82,8 @@ def run_grid(
         (store.root, path, name) for path, name in cells
         if store.load(path.stem, name, prints[name]) is None
     ]  # fmt: skip
+    for path in dict.fromkeys(path for _, path, _ in todo):
+        load_rgb8(path)  # a bad image fails now, in one line, not hours into the run
     for _ in run_tasks(encode_cell, todo, n_jobs, "encode grid", done=len(cells) - len(todo)):
         pass
     records = [store.load(path.stem, name, prints[name]) for path, name in cells]

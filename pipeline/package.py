@@ -10,7 +10,13 @@
                         versions, decoder size
 
 The folder is built under a temporary name and renamed into place, so a
-``submission/`` that exists is always complete.
+``submission/`` that exists is always complete.  Its content is a pure function of
+the allocation, the chosen bitstreams, the decoder and the software versions: no
+timestamps, timings or absolute paths, so a run killed and resumed packages the
+same bytes as an uninterrupted one.
+
+Names read from the RD table and the manifest must be plain file names
+(:mod:`pipeline.paths`): nothing is ever written or read outside the folders.
 """
 
 from __future__ import annotations
@@ -27,23 +33,30 @@ from PIL import features
 
 import allocate
 
-from . import atomic, decode_program
+from eval import atomic
+
+from . import decode_program
 from .cache import CellStore
 from .codecs import learned
 from .errors import PipelineError
+from .paths import is_plain_name, plain_name
 
 MANIFEST = "manifest.json"
 DISTRIBUTIONS = ("clicpack", "numpy", "pillow", "torch", "compressai")
 PILLOW_LIBRARIES = ("jpg", "webp", "avif", "jpg_2000", "zlib")
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+TIMING_COLUMNS = ("enc_s", "dec_s")  # RD table columns left out of its manifest hash
 
 
 def folder_bytes(folder: Path) -> int:
     """Total size of the files under ``folder``."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def table_hash(rd_table: Path) -> str:
+    """SHA-256 of the RD table's text without its timing columns (which vary run to run)."""
+    table = pd.read_csv(rd_table, dtype=str, keep_default_na=False)
+    values = table.drop(columns=[c for c in TIMING_COLUMNS if c in table.columns])
+    return hashlib.sha256(values.to_csv(index=False).encode("utf-8")).hexdigest()
 
 
 def versions() -> dict[str, str | None]:
@@ -67,8 +80,11 @@ def write_decoder(folder: Path, candidates: list[str]) -> None:
         return
     shutil.copytree(
         learned.models_source(), folder / "models",
-        ignore=shutil.ignore_patterns("__pycache__", "weights", "*.safetensors", "*.pyc"),
+        ignore=shutil.ignore_patterns("__pycache__", "weights", "ladders", "*.safetensors", "*.pyc"),
     )
+    (folder / "models" / "ladders").mkdir()
+    for path in learned.ladder_files(candidates):  # exactly the ladders in use
+        shutil.copyfile(path, folder / "models" / "ladders" / path.name)
     (folder / "weights").mkdir()
     for path in weights:
         shutil.copyfile(path, folder / "weights" / path.name)
@@ -79,6 +95,7 @@ def write_images(folder: Path, chosen: pd.DataFrame, store: CellStore) -> dict[s
     folder.mkdir(parents=True)
     files = {}
     for image, candidate in zip(chosen["image"], chosen["candidate"]):
+        plain_name(image, "image name", "RD table")
         source = store.bitstream(image, candidate)
         files[image] = f"{image}{source.suffix}"
         shutil.copyfile(source, folder / files[image])
@@ -95,13 +112,14 @@ def package(
     """
     chosen = allocation.chosen.sort_values("image")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic.remove_debris(dest.parent)  # temporary files and folders of killed runs
     build = atomic.temp_sibling(dest)
     try:
         write_decoder(build / "decoder", chosen["candidate"].tolist())
         files = write_images(build / "images", chosen, store)
         manifest = {
             "request": request,
-            "allocation": allocation.summary(),
+            "allocation": {k: v for k, v in allocation.summary().items() if k != "wall_s"},
             "images": [
                 {
                     "image": row.image, "file": files[row.image], "candidate": row.candidate,
@@ -112,8 +130,12 @@ def package(
             ],
             "images_bytes": folder_bytes(build / "images"),
             "decoder_bytes": folder_bytes(build / "decoder"),
-            "rd_table": {"file": str(rd_table), "sha256": sha256_file(rd_table)},
+            "rd_table": {
+                "file": rd_table.name, "sha256": table_hash(rd_table),
+                "hashed": f"the CSV text without the timing columns {', '.join(TIMING_COLUMNS)}",
+            },
             "versions": versions(),
+            "platform": {"machine": platform.machine(), "system": platform.system()},
         }
         atomic.write_text(build / MANIFEST, json.dumps(manifest, indent=1))
         atomic.replace_dir(build, dest)
@@ -123,8 +145,36 @@ def package(
 
 
 def read_manifest(submission: Path) -> dict:
-    """The manifest of a packaged submission (PipelineError if it has none)."""
+    """The manifest of a packaged submission, checked (PipelineError if it has none or a bad one).
+
+    Every image entry needs a plain ``image`` name and a plain ``file`` name that exists
+    in ``images/``, and numeric ``bytes`` and ``sse``; names are never joined to a folder
+    unchecked.
+    """
+    path = submission / MANIFEST
     try:
-        return json.loads((submission / MANIFEST).read_text())
+        manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise PipelineError(f"{submission}: not a packaged submission ({exc})") from None
+    entries = manifest.get("images") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise PipelineError(f"{path}: no list of images")
+    seen = set()
+    for i, cell in enumerate(entries):
+        if not isinstance(cell, dict):
+            raise PipelineError(f"{path}: images[{i}] is not an object")
+        for key in ("image", "file"):
+            if not is_plain_name(cell.get(key)):
+                raise PipelineError(
+                    f"{path}: images[{i}].{key} {cell.get(key)!r} is not a plain file name "
+                    "(no folders, '..' or absolute paths)"
+                )
+        for key in ("bytes", "sse"):
+            if not isinstance(cell.get(key), (int, float)) or isinstance(cell.get(key), bool):
+                raise PipelineError(f"{path}: images[{i}].{key} is not a number")
+        if cell["image"] in seen:
+            raise PipelineError(f"{path}: image {cell['image']!r} listed twice")
+        seen.add(cell["image"])
+        if not (submission / "images" / cell["file"]).is_file():
+            raise PipelineError(f"{path}: images[{i}].file {cell['file']!r} not found in {submission / 'images'}")
+    return manifest

@@ -9,9 +9,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from eval import atomic
 from eval.metrics import aggregate_psnr, bpp
-
-from . import atomic
 
 
 def set_point(rows: pd.DataFrame) -> pd.Series:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from eval import atomic
 from eval.leaderboard import append_rows, leaderboard_row
 
-from . import atomic
 from .plot import plot_rd
 from .verify import Verification
 

@@ -9,15 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import allocate
+from eval import atomic
 from eval.images import list_images
 
-from . import atomic
 from .allocation import Target, check_options, request, solve
 from .codecs import ladder_candidates
+from .distributed import connect, decode_on_cluster, prepare_workers
 from .grid import GridResult, run_grid
 from .package import package
+from .parallel import Jobs
+from .paths import check_layout
 from .report import ReportFiles, report
-from .verify import Verification, verify
+from .verify import Verification, run_decoder, verify
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Settings:
     objective: str = "sse"
     solver: str = "exact"
     n_jobs: int = 2
+    scheduler: str | None = None  # dask scheduler address: run the grid and decoding on that cluster
+    workers: int | None = None  # or: start a local dask cluster of this many worker processes
     entry: str | None = None  # leaderboard entry name; default names ladder, mode and budget
     leaderboard: Path | None = None  # default: <out>/leaderboard.csv
 
@@ -62,19 +67,35 @@ def timed(stage_s: dict[str, float], stage: str) -> Iterator[None]:
     stage_s[stage] = time.perf_counter() - start
 
 
-def encode(images: Path, ladder: str, cache: Path, out: Path, n_jobs: int) -> tuple[GridResult, Path]:
-    """Fill the encode grid and write its RD table to ``out/rd.csv``."""
-    grid = run_grid(list_images(images), ladder_candidates(ladder), cache, n_jobs)
+def encode(images: Path, ladder: str, cache: Path, out: Path, n_jobs: Jobs) -> tuple[GridResult, Path]:
+    """Fill the encode grid and write its RD table to ``out/rd.csv``.
+
+    ``n_jobs``: local worker processes, or a dask ``Client`` (see :mod:`pipeline.distributed`).
+    """
+    check_layout(images, out)
+    paths, candidates = list_images(images), ladder_candidates(ladder)
+    if not isinstance(n_jobs, int):
+        prepare_workers(n_jobs, paths, candidates, [cache, out])
+    grid = run_grid(paths, candidates, cache, n_jobs)
     table_path = out / "rd.csv"
     atomic.write_csv(table_path, grid.table)
     return grid, table_path
 
 
 def run_submission(s: Settings, log: Callable[[str], None] = print) -> Outcome:
-    """Run every stage; each raises its own one-line error on failure."""
+    """Run every stage; each raises its own one-line error on failure.
+
+    With ``s.scheduler`` or ``s.workers`` the encode grid and the decoding of the
+    package run on a dask cluster; everything else runs here.
+    """
+    with connect(s.scheduler, s.workers, log) as client:
+        return _run_stages(s, log, client)
+
+
+def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
     stage_s: dict[str, float] = {}
     with timed(stage_s, "encode"):
-        grid, table_path = encode(s.images, s.ladder, s.cache, s.out, s.n_jobs)
+        grid, table_path = encode(s.images, s.ladder, s.cache, s.out, s.n_jobs if client is None else client)
     log(f"encode: {len(grid.table)} cells ({grid.encoded} encoded now) -> {table_path}")
     with timed(stage_s, "allocate"):
         allocation = solve(allocate.load_rd_table(table_path), s.target, s.objective, s.solver)
@@ -86,7 +107,8 @@ def run_submission(s: Settings, log: Callable[[str], None] = print) -> Outcome:
                            request(s.ladder, s.target, s.objective, s.solver))
     log(f"package: {submission} (images {manifest['images_bytes']} B, decoder {manifest['decoder_bytes']} B)")
     with timed(stage_s, "verify"):
-        verification = verify(submission, s.images, s.out / "decoded")
+        decoder = run_decoder if client is None else decode_on_cluster(client)
+        verification = verify(submission, s.images, s.out / "decoded", decoder)
     scores = verification.scores
     log(f"verify: PSNR {scores.psnr:.4f} dB, MS-SSIM {scores.msssim:.6f}, {scores.bpp:.4f} bpp, "
         f"decoded in {verification.decoding_ms:.0f} ms; SSE matches the RD table")

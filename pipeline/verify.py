@@ -14,14 +14,17 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval import atomic
 from eval.score import Scores, score_folders
 
 from .errors import PipelineError
 from .package import folder_bytes, read_manifest
 from .parallel import one_torch_thread
+from .paths import check_decoded_folder
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,17 @@ class Verification:
 def run_decoder(submission: Path, decoded: Path) -> float:
     """Decode ``submission/images`` into ``decoded`` (emptied first); return wall time in ms."""
     shutil.rmtree(decoded, ignore_errors=True)
+    return decoder_process(submission, submission / "images", decoded)
+
+
+def decoder_process(submission: Path, files: Path, decoded: Path) -> float:
+    """The packaged decoder on the folder ``files``, into ``decoded``, in a fresh process (ms).
+
+    Also run per shard of the images on dask workers (:mod:`pipeline.distributed`).
+    """
+    submission, files, decoded = submission.absolute(), files.absolute(), decoded.absolute()  # cwd is the package
     command = [
-        sys.executable, "-I", str(submission / "decoder" / "decode.py"),
-        str(submission / "images"), str(decoded),
+        sys.executable, "-I", str(submission / "decoder" / "decode.py"), str(files), str(decoded),
     ]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=submission, capture_output=True, text=True)
@@ -53,6 +64,10 @@ def run_decoder(submission: Path, decoded: Path) -> float:
 def check_against_manifest(scores: Scores, manifest: dict) -> None:
     """PipelineError unless every image's SSE and size are what its RD cell recorded."""
     measured = scores.per_image.set_index("image")
+    listed = {cell["image"] for cell in manifest["images"]}
+    if listed != set(measured.index):
+        odd = sorted(listed ^ set(measured.index))
+        raise PipelineError(f"the manifest and the original images differ on image {odd[0]!r}")
     wrong = [
         f"{cell['image']} ({cell['candidate']}): SSE {measured.at[cell['image'], 'sse']:.0f} "
         f"decoded vs {cell['sse']:.0f} recorded, {measured.at[cell['image'], 'bytes']} bytes "
@@ -66,10 +81,30 @@ def check_against_manifest(scores: Scores, manifest: dict) -> None:
         raise PipelineError(f"decoded submission differs from the RD table: {wrong[0]}{more}")
 
 
-def verify(submission: Path, originals: Path, decoded: Path) -> Verification:
-    """Decode the package in a fresh process, score the PNGs, check them against the table."""
+def verify(
+    submission: Path, originals: Path, decoded: Path,
+    run_decoder: Callable[[Path, Path], float] = run_decoder,
+) -> Verification:
+    """Decode the package in a fresh process, score the PNGs, check them against the table.
+
+    ``run_decoder(submission, decoded) -> ms`` may be swapped for one that decodes
+    on a cluster (:func:`pipeline.distributed.decode_on_cluster`).
+    """
     manifest = read_manifest(submission)
-    decoding_ms = run_decoder(submission, decoded)
+    check_decoded_folder(decoded, originals, submission)
+    # Decode into a fresh hidden folder, then rename it into place: ``decoded`` is always
+    # one complete decode, and a decoder left running by a killed run writes elsewhere.
+    decoded.parent.mkdir(parents=True, exist_ok=True)
+    atomic.remove_debris(decoded.parent, decoded.name)
+    staging = atomic.temp_sibling(decoded)
+    try:
+        decoding_ms = run_decoder(submission, staging)
+        atomic.replace_dir(staging, decoded)
+    except BaseException:
+        shutil.rmtree(decoded, ignore_errors=True)  # no older decode passes for this one
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     with one_torch_thread():  # as in the grid: metrics on one thread (2 shared cores)
         scores = score_folders(originals, decoded, compressed=submission / "images")
     check_against_manifest(scores, manifest)

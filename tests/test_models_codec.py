@@ -240,7 +240,7 @@ def test_unknown_model_id_with_valid_crc(tiny):
         codec.decode_stream(other, tiny.weights)
 
 
-@pytest.mark.parametrize("height, width", [(65535, 65535), (0, 10), (10, 0), (20000, 20000)])
+@pytest.mark.parametrize("height, width", [(65535, 65535), (0, 10), (10, 0), (20000, 20000), (4097, 8192)])
 def test_absurd_sizes_fail_in_the_parser_before_any_allocation(tiny, monkeypatch, height, width):
     _, streams = bitstream.parse(valid_file(tiny))
     body = bitstream._FIXED.pack(bitstream.MAGIC, bitstream.VERSION, TINY_ID, 256, height, width)
@@ -288,6 +288,11 @@ def test_pack_parse_round_trip_of_fields():
         bitstream.pack(Header(9, 1.0, 0, 5), streams)
     with pytest.raises(ValueError):
         bitstream.pack(header, streams[:2])
+    # The encoder never writes what the decoder refuses: at most MAX_PIXELS = 2**25.
+    assert bitstream.MAX_PIXELS == 2**25
+    bitstream.parse(bitstream.pack(Header(9, 1.0, 4096, 8192), streams))
+    with pytest.raises(ValueError, match="exceeds the learned codec's limit"):
+        bitstream.pack(Header(9, 1.0, 4097, 8192), streams)
 
 
 def test_valid_crc_over_garbage_entropy_data_decodes_or_raises_bad_stream(tiny):

@@ -153,10 +153,14 @@ def test_msssim_ladder_refuses_small_crops(ladders, tmp_path):
     assert MSSSIM_MIN_CROP == 161
     with pytest.raises(ValueError, match="at least 161 px"):
         Trainer(config(tmp_path, ladder="tinyms", crop=160))
-    trainer = Trainer(config(tmp_path, ladder="tinyms", crop=161, resume=False))
+    with pytest.raises(ValueError, match="multiple of 64"):  # the network codes multiples of 64 only
+        Trainer(config(tmp_path, ladder="tinyms", crop=161, resume=False))
+    trainer = Trainer(config(tmp_path, ladder="tinyms", crop=192, resume=False))
     assert trainer.ladder.metric == "msssim"
-    # The MSE ladder takes small crops.
-    assert Trainer(config(tmp_path, ladder="tiny", crop=32, resume=False)).cfg.crop == 32
+    # The MSE ladder takes small crops (multiples of 64).
+    assert Trainer(config(tmp_path, ladder="tiny", crop=64, resume=False)).cfg.crop == 64
+    with pytest.raises(ValueError, match="multiple of 64"):
+        Trainer(config(tmp_path, ladder="tiny", crop=32, resume=False))
 
 
 def test_crop_sampler_is_seeded_and_skips_small_images(tmp_path):

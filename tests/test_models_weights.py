@@ -153,7 +153,14 @@ def test_weights_of_another_size_raise_bad_weights(ladders, tmp_path):
 
 # -- no pickle anywhere ----------------------------------------------------------
 
-PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle"}
+PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "shelve", "jsonpickle"}
+# Calls that unpickle or execute what they load, whatever their arguments: by the end of
+# their dotted name (eval and exec only as the builtins).
+UNSAFE_CALLS = {
+    ("joblib", "load"): "unpickles", ("read_pickle",): "unpickles", ("to_pickle",): "writes a pickle",
+    ("jit", "load"): "runs TorchScript", ("unsafe_load",): "builds arbitrary objects",
+}
+BUILTIN_EXEC = {"eval", "exec", "builtins.eval", "builtins.exec"}
 
 
 def _is_true(node: ast.AST) -> bool:
@@ -161,7 +168,8 @@ def _is_true(node: ast.AST) -> bool:
 
 
 def _unsafe_calls(tree: ast.AST) -> list[str]:
-    """Pickle imports, torch.load without weights_only=True, np.load with allow_pickle."""
+    """Pickle-family imports, torch.load without weights_only=True, np.load with allow_pickle,
+    yaml.load without a safe loader, joblib.load / read_pickle / torch.jit.load, eval / exec."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -172,6 +180,8 @@ def _unsafe_calls(tree: ast.AST) -> list[str]:
                 found.append(f"from {module} import ...")
             if module == "torch" and any(a.name == "load" for a in node.names):
                 found.append("from torch import load")
+            if module == "joblib" and any(a.name == "load" for a in node.names):
+                found.append("from joblib import load")
         elif isinstance(node, ast.Call):
             func = ast.unparse(node.func)
             keywords = {k.arg: k.value for k in node.keywords}
@@ -180,18 +190,29 @@ def _unsafe_calls(tree: ast.AST) -> list[str]:
             if func.split(".")[-1] == "load" and func.split(".")[0] in ("np", "numpy") and "allow_pickle" in keywords:
                 if not (isinstance(keywords["allow_pickle"], ast.Constant) and keywords["allow_pickle"].value is False):
                     found.append(f"line {node.lineno}: {func}(..., allow_pickle=...)")
+            if func.split(".")[-2:] == ["yaml", "load"] and "Safe" not in ast.unparse(keywords.get("Loader", ast.Constant(""))):
+                found.append(f"line {node.lineno}: {func}(...) without a safe Loader")
+            for suffix, why in UNSAFE_CALLS.items():
+                if tuple(func.split(".")[-len(suffix):]) == suffix:
+                    found.append(f"line {node.lineno}: {func}(...) {why}")
+            if func in BUILTIN_EXEC:
+                found.append(f"line {node.lineno}: {func}(...) executes text")
     return found
 
 
 def test_scan_finds_the_patterns_it_looks_for():
-    bad = "import pickle\nfrom pickle import loads\nimport torch\ntorch.load('x')\nnp.load('y', allow_pickle=True)\n"
-    good = "import torch\ntorch.load('x', weights_only=True)\nnp.load('y')\n"
-    assert len(_unsafe_calls(ast.parse(bad))) == 4
+    bad = ("import pickle\nfrom pickle import loads\nimport torch\ntorch.load('x')\nnp.load('y', allow_pickle=True)\n"
+           "import marshal\njoblib.load('m')\npd.read_pickle('p')\ntorch.jit.load('s')\nyaml.load(t)\n"
+           "eval(text)\nexec(code)\nfrom joblib import load\n")
+    good = ("import torch\ntorch.load('x', weights_only=True)\nnp.load('y')\nyaml.load(t, Loader=yaml.SafeLoader)\n"
+            "net.eval()\njson.load(f)\nsafetensors.torch.load_file('w')\n")
+    assert len(_unsafe_calls(ast.parse(bad))) == 12
     assert _unsafe_calls(ast.parse(good)) == []
 
 
 def test_tree_has_no_pickle_and_no_unsafe_torch_load():
-    files = [p for pkg in ("models", "pipeline", "eval", "allocate") for p in sorted((ROOT / pkg).rglob("*.py"))]
+    """Every Python file of the project (packages, benchmarks, tests) loads data, never code."""
+    files = [p for pkg in ("models", "pipeline", "eval", "allocate", "bench", "tests") for p in sorted((ROOT / pkg).rglob("*.py"))]
     assert len(files) > 10
     problems = []
     for path in files:

@@ -24,14 +24,23 @@ def default_ladder() -> str:
 
 
 def ladder_candidates(ladder: str) -> list[str]:
-    """Candidate names of a ladder: ``learned``, ``classical`` or ``hybrid`` (both)."""
+    """Candidate names of a ladder: ``learned``, ``classical`` or ``hybrid`` (both), or an
+    explicit comma-separated list of candidate names (``jpeg-q35,avif-q30``)."""
     if ladder == "learned":
         return learned.candidate_names()
     if ladder == "classical":
         return classical.candidate_names()
     if ladder == "hybrid":
         return learned.candidate_names() + classical.candidate_names()
-    raise PipelineError(f"unknown ladder {ladder!r}; choose one of {', '.join(LADDERS)}")
+    if "," in ladder or "-" in ladder:
+        names = list(dict.fromkeys(n.strip() for n in ladder.split(",") if n.strip()))
+        for name in names:
+            get_codec(name)  # PipelineError for an unknown candidate
+        if names:
+            return names
+    raise PipelineError(
+        f"unknown ladder {ladder!r}; choose one of {', '.join(LADDERS)} or list candidates (jpeg-q35,avif-q30)"
+    )
 
 
 @lru_cache(maxsize=None)

@@ -64,6 +64,14 @@ def models_source() -> Path:
     return Path(models.__file__).parent
 
 
+def ladder_files(names: Iterable[str]) -> list[Path]:
+    """The ladder files a decoder needs for these candidates (none for classical ones)."""
+    from models.ladder import ladder_file
+
+    entries = _entries()
+    return [ladder_file(name) for name in sorted({entries[n].ladder.name for n in names if is_learned(n)})]
+
+
 def weight_files(names: Iterable[str]) -> list[Path]:
     """The weights files a decoder needs for these candidates (none for classical ones)."""
     from models.ladder import weight_files as ladder_weights

@@ -1,0 +1,306 @@
+"""Issue #6 with a learned network: determinism (1 vs 2 torch threads, fresh processes),
+the bad-bitstream corpus against the packaged decoder, and what that decoder touches.
+
+A module fixture trains a tiny ladder (N=16, M=24) a few steps on Kodak crops, exports
+it, and makes it the pipeline's learned ladder (``models.ladder.LADDER_DIR`` and
+``WEIGHTS_DIR`` patched), so the grid, the package and the packaged decoder all use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import allocate
+import models.ladder
+from corpus import KODAK, bad_bitstreams, kodak_crop
+from eval.images import load_rgb8
+from models import codec
+from models.ladder import load_ladder
+from models.train import TrainConfig, train
+from models.weights import build, export, load_network
+from pipeline.codecs import get_codec
+from pipeline.grid import run_grid
+from pipeline.package import package, read_manifest
+from pipeline.verify import verify
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+CANDIDATES = ["learned-tiny-q1", "learned-tiny-q2"]
+TINY = """\
+name = "tiny"
+model_id = 250
+architecture = "gained-attn-checkerboard"
+metric = "mse"
+weights = "tiny.safetensors"
+lambdas = [0.0017, 0.006]
+
+[arch]
+N = 16
+M = 24
+n_rates = 2
+
+[[points]]
+rate = 0.0
+
+[[points]]
+rate = 1.0
+"""
+
+# Runs the packaged decode.py's main() in this fresh process for each case folder, with an
+# audit hook recording every file it opens, renames, removes or creates.
+DRIVER = r'''
+import contextlib, importlib.util, io, json, os, sys, traceback
+decoder, cases_file, result_file = sys.argv[1:]
+events = []
+MUTATING = {"os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.symlink", "os.link",
+            "os.truncate", "shutil.rmtree", "shutil.copyfile", "shutil.move", "os.utime"}
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+def hook(event, args):
+    if not recording:
+        return
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        mode, flags = args[1], args[2] or 0
+        writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(flags & WRITE_FLAGS)
+        events.append(["write" if writes else "read", os.fsdecode(args[0])])
+    elif event in MUTATING:
+        events.extend(["write", os.fsdecode(a)] for a in args[:2] if isinstance(a, (str, bytes, os.PathLike)))
+
+recording = False
+sys.addaudithook(hook)
+spec = importlib.util.spec_from_file_location("decode", os.path.join(decoder, "decode.py"))
+decode = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(decode)
+results = {}
+for name, (src, dst, threads) in json.load(open(cases_file)).items():
+    if threads:  # not for the audited run: it must import torch itself, as decode.py alone would
+        import torch
+        torch.set_num_threads(threads)
+    err = io.StringIO()
+    recording = name == "audited"
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            rc = decode.main([src, dst])
+    except BaseException:
+        rc, err = "crash", io.StringIO(traceback.format_exc())
+    recording = False
+    results[name] = {"rc": rc, "stderr": err.getvalue(),
+                     "threads_after": sys.modules["torch"].get_num_threads() if threads else None}
+results["events"] = events
+with open(result_file, "w") as f:
+    json.dump(results, f)
+'''
+
+
+def write_images(folder: Path) -> Path:
+    """An RGB crop (384×256: big enough for torch to split work between threads), a gray 67×65
+    and a palette 33×47 image (odd sizes for the learned codec too)."""
+    folder.mkdir()
+    kodak_crop("kodim01", 0, 0, 384, 256).save(folder / "crop.png")
+    kodak_crop("kodim05", 40, 300, 65, 67).convert("L").save(folder / "gray.png")
+    kodak_crop("kodim23", 500, 120, 47, 33).quantize(colors=50).save(folder / "palette.png")
+    strip = np.tile(np.asarray(kodak_crop("kodim19", 0, 300, 500, 3)), (1, 10, 1))
+    Image.fromarray(strip).save(folder / "strip.png")  # 3×5000
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny ladder trained 20 steps, exported, installed as the pipeline's learned ladder;
+    a grid of the three images × two rates and a package of the best-quality choice."""
+    root = tmp_path_factory.mktemp("tiny")
+    ladders, weights = root / "ladders", root / "weights"
+    ladders.mkdir()
+    (ladders / "tiny.toml").write_text(TINY)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models.ladder, "LADDER_DIR", ladders)
+        mp.setattr(models.ladder, "WEIGHTS_DIR", weights)
+        load_network.cache_clear()
+        get_codec.cache_clear()
+        config = TrainConfig(ladder="tiny", data=[KODAK], out=root / "run", steps=20, batch=4, crop=64,
+                             lr=1e-3, threads=1, checkpoint_s=1e9, log_every=10, resume=False, bf16=False)
+        trainer = train(config)
+        torch.set_num_threads(1)
+        snapshot = build(trainer.ladder)
+        snapshot.load_state_dict(trainer.net.state_dict())
+        export(snapshot, trainer.ladder, weights / "tiny.safetensors", note="reliability test")
+        images = write_images(root / "images")
+        grid = run_grid(sorted(images.iterdir()), CANDIDATES, root / "cache", n_jobs=1)
+        table_path = root / "rd.csv"
+        grid.table.to_csv(table_path, index=False)
+        allocation = allocate.solve_budget(allocate.load_rd_table(table_path), 10**7)
+        submission = root / "submission"
+        package(submission, allocation, grid.store, table_path, {"test": "reliability"})
+        yield SimpleNamespace(root=root, images=images, grid=grid, submission=submission,
+                              ladder=load_ladder("tiny"), weights=weights)
+    load_network.cache_clear()
+    get_codec.cache_clear()
+    torch.set_num_threads(1)
+
+
+def grid_decode(tiny, image: str) -> np.ndarray:
+    """The reconstruction the grid measured: the chosen cell's bitstream decoded in this process."""
+    cell = next(c for c in read_manifest(tiny.submission)["images"] if c["image"] == image)
+    data = (tiny.submission / "images" / cell["file"]).read_bytes()
+    return codec.decode_stream(data, tiny.weights)
+
+
+def test_encoder_refuses_images_the_decoder_would_refuse(tiny):
+    huge = np.broadcast_to(np.zeros(3, np.uint8), (4097, 8192, 3))  # 2**25 + 8192 pixels, no memory
+    with pytest.raises(ValueError, match="exceeds the learned codec's limit"):
+        codec.encode_image(tiny.ladder.entries[0], huge, tiny.weights)
+
+
+def test_decode_in_process_ignores_the_callers_thread_count(tiny):
+    data = codec.encode_image(tiny.ladder.entries[1], load_rgb8(tiny.images / "crop.png"), tiny.weights)
+    one = codec.decode_stream(data, tiny.weights)
+    torch.set_num_threads(2)
+    try:
+        two = codec.decode_stream(data, tiny.weights)
+        again = codec.encode_image(tiny.ladder.entries[1], load_rgb8(tiny.images / "crop.png"), tiny.weights)
+        assert torch.get_num_threads() == 2  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(1)
+    assert again == data
+    assert np.array_equal(one, two)
+
+
+def test_without_pinned_threads_this_machine_would_decode_differently(tiny, monkeypatch):
+    """Why decoding pins its threads: unpinned, 2 threads round differently than 1 (here)."""
+    monkeypatch.setattr(codec, "coding_threads", contextlib.nullcontext)
+    data = codec.encode_image(tiny.ladder.entries[1], load_rgb8(tiny.images / "crop.png"), tiny.weights)
+    one = codec.decode_stream(data, tiny.weights)
+    torch.set_num_threads(2)
+    try:
+        two = codec.decode_stream(data, tiny.weights)
+    finally:
+        torch.set_num_threads(1)
+    if np.array_equal(one, two):
+        pytest.skip("this machine happens to compute the same result on 1 and 2 threads")
+    assert (one != two).any()
+
+
+@pytest.fixture(scope="module")
+def driven(tiny, tmp_path_factory):
+    """One fresh ``python -I`` process running the packaged decoder on: the package's images
+    with 1 and with 2 torch threads, each bad bitstream, and an audited good run."""
+    work = tmp_path_factory.mktemp("driver")
+    (work / "driver.py").write_text(DRIVER)
+    images = tiny.submission / "images"
+    # The audited run comes first, so that it also records the learned decoder's imports.
+    cases = {"audited": [str(images), str(work / "audited-out"), None]}
+    cases |= {f"threads {t}": [str(images), str(work / f"decoded-{t}"), t] for t in (1, 2)}
+    valid = next(images.iterdir()).read_bytes()
+    for name, (data, _) in bad_bitstreams(valid).items():
+        src = work / name.replace(" ", "_")
+        src.mkdir()
+        (src / "bad.bin").write_bytes(data)
+        cases[name] = [str(src), str(src.parent / f"{src.name}-out"), 2]
+    (work / "cases.json").write_text(json.dumps(cases))
+    decoder = tiny.submission / "decoder"
+    done = subprocess.run([sys.executable, "-I", str(work / "driver.py"), str(decoder), str(work / "cases.json"),
+                           str(work / "result.json")], capture_output=True, text=True, cwd=decoder, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return SimpleNamespace(work=work, cases=cases, result=json.loads((work / "result.json").read_text()),
+                           valid=valid)
+
+
+def test_packaged_decoder_reproduces_the_grid_bit_for_bit_with_1_and_2_threads(tiny, driven):
+    for t in (1, 2):
+        assert driven.result[f"threads {t}"]["rc"] == 0, driven.result[f"threads {t}"]
+        assert driven.result[f"threads {t}"]["threads_after"] == t
+    for cell in read_manifest(tiny.submission)["images"]:
+        one = load_rgb8(driven.work / "decoded-1" / f"{cell['image']}.png")
+        two = load_rgb8(driven.work / "decoded-2" / f"{cell['image']}.png")
+        assert np.array_equal(one, two), cell["image"]
+        assert np.array_equal(one, grid_decode(tiny, cell["image"])), cell["image"]
+        original = load_rgb8(tiny.images / f"{cell['image']}.png")
+        assert float(((one.astype(np.int64) - original) ** 2).sum()) == cell["sse"]
+
+
+def test_verify_in_a_fresh_process_matches_the_rd_table(tiny, tmp_path):
+    """``verify`` runs the decoder as the server would (torch's default thread count)."""
+    result = verify(tiny.submission, tiny.images, tmp_path / "decoded")
+    table = tiny.grid.table.set_index(["image", "candidate"])
+    for cell in result.manifest["images"]:
+        assert table.loc[(cell["image"], cell["candidate"]), "sse"] == cell["sse"]
+    assert (tiny.submission / "decoder" / "models" / "ladders" / "tiny.toml").is_file()
+    assert sorted(p.name for p in (tiny.submission / "decoder" / "weights").iterdir()) == ["tiny.safetensors"]
+
+
+def test_bad_bitstreams_fail_in_one_line_with_exit_2(driven):
+    for name, (_, phrase) in bad_bitstreams(driven.valid).items():
+        outcome = driven.result[name]
+        err = outcome["stderr"].strip()
+        assert outcome["rc"] == 2, (name, outcome)
+        assert err.startswith("decode.py: bad.bin: ") and "\n" not in err and phrase in err, (name, err)
+        assert not list(Path(driven.cases[name][1]).glob("*")), name  # no output for a bad file
+
+
+def test_packaged_decoder_reads_only_its_files_and_writes_only_its_output(tiny, driven):
+    decoder = (tiny.submission / "decoder").resolve()
+    src, dst = Path(driven.cases["audited"][0]).resolve(), Path(driven.cases["audited"][1]).resolve()
+    libraries = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    system = [Path("/proc"), Path("/sys"), Path("/dev"), Path("/usr"), Path("/etc")]
+    assert driven.result["audited"]["rc"] == 0
+    events = driven.result["events"]
+    assert any(kind == "read" and str(decoder / "models") in path for kind, path in events)  # its own code
+    assert any(kind == "read" and str(src) in path for kind, path in events)
+    for kind, path in events:
+        resolved = Path(path).resolve() if os.path.isabs(path) else (decoder / path).resolve()
+        if kind == "write":
+            assert dst == resolved or dst in resolved.parents or path == os.devnull, f"wrote {path}"
+        else:
+            allowed = [decoder, src, dst, *libraries, *system, driven.work / "driver.py"]  # (the harness itself)
+            assert any(resolved == a or a in resolved.parents for a in allowed), f"read {path}"
+    assert sorted(p.name for p in dst.iterdir()) == sorted(f"{c['image']}.png" for c in
+                                                          read_manifest(tiny.submission)["images"])
+
+
+def test_manifest_records_where_the_bit_exact_guarantee_holds(tiny):
+    manifest = read_manifest(tiny.submission)
+    assert manifest["platform"] == {"machine": platform.machine(), "system": platform.system()}
+    assert all(manifest["versions"][name] for name in ("python", "torch", "compressai", "numpy", "pillow"))
+    assert "wall_s" not in manifest["allocation"] and manifest["rd_table"]["file"] == "rd.csv"
+
+
+PSNR_WEIGHTS = ROOT / "models" / "weights" / "psnr.safetensors"
+
+
+@pytest.mark.skipif(not PSNR_WEIGHTS.is_file(), reason="models/weights/psnr.safetensors not trained yet")
+def test_real_psnr_weights_decode_identically_with_1_and_2_threads():
+    ladder = models.ladder.load_ladder("psnr")
+    image = load_rgb8(KODAK / "kodim01.png")[:128, :192]
+    load_network.cache_clear()
+    try:
+        data = codec.encode_image(ladder.entries[2], image, PSNR_WEIGHTS.parent)
+        one = codec.decode_stream(data, PSNR_WEIGHTS.parent)
+        torch.set_num_threads(2)
+        two = codec.decode_stream(data, PSNR_WEIGHTS.parent)
+    finally:
+        torch.set_num_threads(1)
+        load_network.cache_clear()
+    assert np.array_equal(one, two)
+
+
+def test_a_table_image_is_the_same_pixels_for_every_codec(tiny):
+    """Scoring convention: every codec's SSE is against load_rgb8 of the original (RGB 8-bit)."""
+    table = pd.read_csv(tiny.root / "rd.csv")
+    gray = load_rgb8(tiny.images / "gray.png")
+    assert np.array_equal(gray[:, :, 0], gray[:, :, 2]) and gray.shape == (67, 65, 3)
+    assert set(table["image"]) == {"crop", "gray", "palette", "strip"}
+    assert (table["width"] * table["height"] == table["pixels"]).all()
+    assert Image.open(tiny.images / "palette.png").mode == "P"
