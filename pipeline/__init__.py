@@ -3,10 +3,10 @@
 ::
 
   images/ ─┬─► grid.run_grid ──────────────► cache/<set>-<hash>/<candidate>/<image>.<sha>.<ext>|.json
-           │   (joblib workers get paths +      one bitstream + one RD record per cell,
-           │    candidate names; codecs.get_    atomic; finished cells are skipped
-           │    codec: learned ladder via                │
-           │    codecs.learned → models/,                ▼
+           │   (joblib or dask workers get      one bitstream + one RD record per cell,
+           │    paths + candidate names;        atomic; finished cells are skipped
+           │    codecs.get_codec: learned                │
+           │    ladder via models/,                      ▼
            │    classical via Pillow)            out/rd.csv  (image, candidate, family, rate_label,
            │                                      bytes, pixels, width, height, sse, msssim, enc_s, dec_s)
            │                                             │
