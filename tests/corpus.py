@@ -40,6 +40,10 @@ def kodak_crop(stem: str = "kodim01", left: int = 300, top: int = 200, width: in
         return im.convert("RGB").crop((left, top, left + width, top + height))
 
 
+# The three 128×96 Kodak crops of the pipeline tests (the ``images`` fixture of conftest.py).
+CROPS = {"kodim01": (300, 200), "kodim05": (40, 300), "kodim23": (500, 120)}  # stem -> left, top
+
+
 def png_bytes(image: Image.Image, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", **options)

@@ -20,36 +20,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import models.codec as codec
-import models.ladder
 from eval.images import load_rgb8
 from models import bitstream
 from models.architecture import PAD_MULTIPLE
 from models.bitstream import BadStreamError, Header
 from models.ladder import LadderEntry, load_ladder
-from models.train import TrainConfig, train
-from models.weights import build, export, load_network
+from models.weights import load_network
+from tiny_ladder import installed, train_tiny, write_ladder
 
 torch.set_num_threads(1)
 KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
 TINY_ID = 250
-TINY_LADDER = """\
-name = "tiny"
-model_id = {model_id}
-architecture = "gained-attn-checkerboard"
-metric = "mse"
-weights = "tiny.safetensors"
-lambdas = [0.0009, 0.0017, 0.0032, 0.006, 0.011]
-
-[arch]
-N = 16
-M = 24
-n_rates = 5
-{points}"""
-
-
-def write_tiny_ladder(folder: Path, rates=(0.0, 1.0, 1.5, 2.0, 4.0)) -> None:
-    points = "".join(f"\n[[points]]\nrate = {r}\n" for r in rates)
-    (folder / "tiny.toml").write_text(TINY_LADDER.format(model_id=TINY_ID, points=points))
 
 
 @pytest.fixture(scope="module")
@@ -58,22 +39,12 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_ladder")
     ladders, weights = root / "ladders", root / "weights"
     ladders.mkdir()
-    write_tiny_ladder(ladders)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(models.ladder, "LADDER_DIR", ladders)
-        load_network.cache_clear()
-        config = TrainConfig(
-            ladder="tiny", data=[KODAK], out=root / "run", steps=30, batch=4, crop=64,
-            lr=1e-3, threads=1, checkpoint_s=1e9, log_every=10, resume=False,
-        )  # fmt: skip
-        trainer = train(config)
-        torch.set_num_threads(1)
-        snapshot = build(trainer.ladder)
-        snapshot.load_state_dict(trainer.net.state_dict())
-        export(snapshot, trainer.ladder, weights / "tiny.safetensors", note="test")
+    write_ladder(ladders, "tiny", TINY_ID, lambdas=[0.0009, 0.0017, 0.0032, 0.006, 0.011],
+                 rates=(0.0, 1.0, 1.5, 2.0, 4.0))
+    with installed(ladders):
+        train_tiny(root, weights, steps=30, note="test")
         ladder = load_ladder("tiny")
         yield SimpleNamespace(ladder=ladder, weights=weights, net=load_network(ladder, weights))
-    load_network.cache_clear()
 
 
 def kodak(name: str = "kodim01.png") -> np.ndarray:

@@ -14,40 +14,17 @@ from eval.images import load_rgb8
 from models.data import CropSampler
 from models.train import MSSSIM_MIN_CROP, TrainConfig, Trainer, bits_per_pixel, distortion, train
 from models.weights import export, load_network
+from tiny_ladder import write_ladder
 
 torch.set_num_threads(1)
 KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
-LADDER = """\
-name = "{name}"
-model_id = {model_id}
-architecture = "gained-attn-checkerboard"
-metric = "{metric}"
-weights = "{name}.safetensors"
-lambdas = {lambdas}
-
-[arch]
-N = 16
-M = 24
-n_rates = 3
-
-[[points]]
-rate = 0.0
-
-[[points]]
-rate = 2.0
-"""
 
 
 @pytest.fixture
-def ladders(tmp_path, monkeypatch):
-    folder = tmp_path / "ladders"
-    folder.mkdir()
-    (folder / "tiny.toml").write_text(LADDER.format(name="tiny", model_id=250, metric="mse", lambdas=[0.001, 0.004, 0.016]))
-    (folder / "tinyms.toml").write_text(LADDER.format(name="tinyms", model_id=251, metric="msssim", lambdas=[3, 8, 24]))
-    monkeypatch.setattr(models.ladder, "LADDER_DIR", folder)
-    load_network.cache_clear()
-    yield folder
-    load_network.cache_clear()
+def ladders(ladder_dir):
+    write_ladder(ladder_dir, "tiny", 250, lambdas=[0.001, 0.004, 0.016], rates=(0.0, 2.0))
+    write_ladder(ladder_dir, "tinyms", 251, metric="msssim", lambdas=[3, 8, 24], rates=(0.0, 2.0))
+    yield ladder_dir
     torch.set_num_threads(1)
 
 

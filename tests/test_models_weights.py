@@ -10,47 +10,23 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import models.ladder
 from eval.images import load_rgb8
 from models.ladder import load_ladder
 from models.train import bits_per_pixel
 from models.weights import BadWeightsError, build, export, load_network, load_state
+from tiny_ladder import write_ladder
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT / "data" / "kodak"
-LADDER = """\
-name = "{name}"
-model_id = {model_id}
-architecture = "gained-attn-checkerboard"
-metric = "mse"
-weights = "{name}.safetensors"
-lambdas = [0.001, 0.01]
-
-[arch]
-N = {N}
-M = {M}
-n_rates = 2
-
-[[points]]
-rate = 0.0
-
-[[points]]
-rate = 1.0
-"""
 
 
 @pytest.fixture
-def ladders(tmp_path, monkeypatch):
+def ladders(ladder_dir):
     """Two tiny ladders of different sizes in a temp ladder folder."""
-    folder = tmp_path / "ladders"
-    folder.mkdir()
-    (folder / "tiny.toml").write_text(LADDER.format(name="tiny", model_id=250, N=16, M=24))
-    (folder / "small.toml").write_text(LADDER.format(name="small", model_id=251, N=8, M=12))
-    monkeypatch.setattr(models.ladder, "LADDER_DIR", folder)
-    load_network.cache_clear()
-    yield folder
-    load_network.cache_clear()
+    write_ladder(ladder_dir, "tiny", 250, N=16, M=24)
+    write_ladder(ladder_dir, "small", 251, N=8, M=12)
+    return ladder_dir
 
 
 def trained_like(ladder, seed: int = 0) -> torch.nn.Module:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 pytest.importorskip("distributed")
@@ -37,18 +36,8 @@ from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.grid import run_grid  # noqa: E402
 from pipeline.run import Settings, run_submission  # noqa: E402
 
-KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
-CROPS = {"kodim01": (300, 200), "kodim05": (40, 300), "kodim23": (500, 120)}  # stem -> left, top
 TIMING = ["enc_s", "dec_s"]
 BUDGET = Budget(bpp=0.25)
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("kodak_crops")
-    for stem, (left, top) in CROPS.items():
-        Image.open(KODAK / f"{stem}.png").crop((left, top, left + 128, top + 96)).save(folder / f"{stem}.png")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 import allocate
 import models.ladder
 import models.weights
+from corpus import CROPS
 from eval.images import load_rgb8
 from eval.metrics import aggregate_psnr, sse
 from pipeline.allocation import Budget, Transparent, solve, total_pixels
@@ -33,17 +33,7 @@ from pipeline.package import package, read_manifest
 from pipeline.verify import verify
 
 torch.set_num_threads(1)  # two cores, shared with training jobs
-KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
 SUBSET = ["jpeg-q8", "jpeg-q35", "jpeg-q75", "webp-q15", "webp-q65", "avif-q22", "avif-q54", "j2k-r120", "j2k-r30"]
-CROPS = {"kodim01": (300, 200), "kodim05": (40, 300), "kodim23": (500, 120)}  # stem -> left, top
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("kodak_crops")
-    for stem, (left, top) in CROPS.items():
-        Image.open(KODAK / f"{stem}.png").crop((left, top, left + 128, top + 96)).save(folder / f"{stem}.png")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 from typer.testing import CliRunner
 
 import pipeline.cache
-from corpus import kodak_crop
+from corpus import CROPS
 from eval import atomic
 from pipeline.allocation import Budget
 from pipeline.cache import CellStore
@@ -37,16 +36,7 @@ from pipeline.run import Settings, run_submission
 torch.set_num_threads(1)
 RUNNER = CliRunner()
 CANDIDATES = "jpeg-q8,jpeg-q35,webp-q15,webp-q65,avif-q22,avif-q54,j2k-r120,j2k-r30"
-CROPS = {"kodim01": (300, 200), "kodim05": (40, 300), "kodim23": (500, 120)}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("crops")
-    for stem, (left, top) in CROPS.items():
-        kodak_crop(stem, left, top, 128, 96).save(folder / f"{stem}.png")
-    return folder
 
 
 def clic(*args: str) -> list[str]:

@@ -29,35 +29,16 @@ from corpus import KODAK, bad_bitstreams, kodak_crop
 from eval.images import load_rgb8
 from models import codec
 from models.ladder import load_ladder
-from models.train import TrainConfig, train
-from models.weights import build, export, load_network
+from models.weights import load_network
 from pipeline.codecs import get_codec
 from pipeline.grid import run_grid
 from pipeline.package import package, read_manifest
 from pipeline.verify import verify
+from tiny_ladder import installed, train_tiny, write_ladder
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = ["learned-tiny-q1", "learned-tiny-q2"]
-TINY = """\
-name = "tiny"
-model_id = 250
-architecture = "gained-attn-checkerboard"
-metric = "mse"
-weights = "tiny.safetensors"
-lambdas = [0.0017, 0.006]
-
-[arch]
-N = 16
-M = 24
-n_rates = 2
-
-[[points]]
-rate = 0.0
-
-[[points]]
-rate = 1.0
-"""
 
 # Runs the packaged decode.py's main() in this fresh process for each case folder, with an
 # audit hook recording every file it opens, renames, removes or creates.
@@ -124,19 +105,10 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     ladders, weights = root / "ladders", root / "weights"
     ladders.mkdir()
-    (ladders / "tiny.toml").write_text(TINY)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(models.ladder, "LADDER_DIR", ladders)
-        mp.setattr(models.ladder, "WEIGHTS_DIR", weights)
-        load_network.cache_clear()
+    write_ladder(ladders, "tiny", 250, lambdas=[0.0017, 0.006])
+    with installed(ladders, weights):
         get_codec.cache_clear()
-        config = TrainConfig(ladder="tiny", data=[KODAK], out=root / "run", steps=20, batch=4, crop=64,
-                             lr=1e-3, threads=1, checkpoint_s=1e9, log_every=10, resume=False, bf16=False)
-        trainer = train(config)
-        torch.set_num_threads(1)
-        snapshot = build(trainer.ladder)
-        snapshot.load_state_dict(trainer.net.state_dict())
-        export(snapshot, trainer.ladder, weights / "tiny.safetensors", note="reliability test")
+        train_tiny(root, weights, steps=20, note="reliability test", bf16=False)
         images = write_images(root / "images")
         grid = run_grid(sorted(images.iterdir()), CANDIDATES, root / "cache", n_jobs=1)
         table_path = root / "rd.csv"
@@ -146,7 +118,6 @@ def tiny(tmp_path_factory):
         package(submission, allocation, grid.store, table_path, {"test": "reliability"})
         yield SimpleNamespace(root=root, images=images, grid=grid, submission=submission,
                               ladder=load_ladder("tiny"), weights=weights)
-    load_network.cache_clear()
     get_codec.cache_clear()
     torch.set_num_threads(1)
 
