@@ -45,7 +45,8 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str
 def export(net: torch.nn.Module, ladder: Ladder, path: Path, note: str = "") -> None:
     """Round ``net``'s parameters to float16 (in place), rebuild its entropy tables, save.
 
-    Buffers stay as they are: float16 would flush tiny constants such as the
+    Float buffers become float16 only where that is exact (e.g. the context
+    model's 0/1 mask): float16 would flush tiny constants such as the
     likelihood lower bound (1e-9) or the GDN pedestal (2**-36) to zero.
     """
     net.eval()
@@ -54,8 +55,12 @@ def export(net: torch.nn.Module, ladder: Ladder, path: Path, note: str = "") -> 
             param.copy_(param.half().float())
     net.update(force=True)
     params = {name for name, _ in net.named_parameters()}
-    state = {k: (v.half() if k in params else v) for k, v in net.state_dict().items()}
+    state = {k: (v.half() if k in params or _exact_in_half(v) else v) for k, v in net.state_dict().items()}
     atomic_save(state, path, {"ladder": ladder.name, "architecture": ladder.architecture, "note": note})
+
+
+def _exact_in_half(tensor: torch.Tensor) -> bool:
+    return tensor.is_floating_point() and torch.equal(tensor.half().float(), tensor.float())
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
