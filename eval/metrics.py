@@ -4,8 +4,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-from pytorch_msssim import ms_ssim
 
 from eval.images import check_rgb8
 
@@ -56,7 +54,9 @@ def _pad_to_msssim_size(image: np.ndarray) -> np.ndarray:
     return np.pad(image, pad, mode="edge")
 
 
-def _as_batch(image: np.ndarray) -> torch.Tensor:
+def _as_batch(image: np.ndarray) -> "torch.Tensor":  # noqa: F821
+    import torch
+
     return torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1).unsqueeze(0)
 
 
@@ -69,6 +69,9 @@ def msssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
     """
     _check_pair(a, b)
     x, y = (_as_batch(_pad_to_msssim_size(image)) for image in (a, b))
+    import torch  # imported here: the other metrics (and allocate/, which uses them) need no torch
+    from pytorch_msssim import ms_ssim
+
     with torch.no_grad():
         value = ms_ssim(x, y, data_range=255, win_size=MSSSIM_WIN_SIZE, weights=list(MSSSIM_WEIGHTS))
     return float(value)
