@@ -1,6 +1,5 @@
 """Learned codecs: architecture, ladder files, bitstream format, weights, training."""
 
-import warnings
+from .lean_import import compressai_without_extras
 
-# torchvision (imported by compressai) warns about its own use of torch.jit.script.
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+compressai_without_extras()  # before any module below imports compressai

@@ -33,6 +33,9 @@ from .weights import load_network, weights_digest
 
 
 CODING_THREADS = 1  # torch threads for every encode and decode (see the module docstring)
+# Bump when a code change alters decoded pixels for the same weights and stream
+# (2: channels-last transforms), so that cached measurements are redone.
+DECODER_REVISION = 2
 
 
 @contextmanager
@@ -119,9 +122,10 @@ class LearnedCodec:
 
     @property
     def fingerprint(self) -> str:
-        """Changes with the weights file, the rate and the bitstream version."""
+        """Changes with the weights file, the rate, the bitstream version and the decoder revision."""
         digest = weights_digest(self.entry.ladder.weights_path(self.weights_dir))
-        return f"lic v{bitstream.VERSION} rate {bitstream.rate_code(self.entry.rate)} weights {digest}"
+        rate = bitstream.rate_code(self.entry.rate)
+        return f"lic v{bitstream.VERSION} decoder r{DECODER_REVISION} rate {rate} weights {digest}"
 
     def encode(self, image: np.ndarray) -> bytes:
         return encode_image(self.entry, image, self.weights_dir)

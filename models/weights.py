@@ -106,4 +106,4 @@ def load_network(ladder: Ladder, weights_dir: Path | None = None) -> torch.nn.Mo
     path = ladder.weights_path(weights_dir)
     net = build(ladder)
     load_into(net, load_state(path), path)
-    return net.eval()
+    return net.ready_for_coding()
