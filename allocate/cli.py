@@ -2,12 +2,13 @@
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import pandas as pd
 import typer
 
 from eval import atomic  # standard library only: no torch
+from eval.errors import one_line_errors
 
 from allocate.metrics import cap_from_bpp
 from allocate.plots import plot_bytes_per_image, plot_chosen, plot_psnr_vs_bpp
@@ -31,11 +32,6 @@ ObjectiveOption = Annotated[Objective, typer.Option(
 USER_ERRORS = (BadTableError, InfeasibleError, NoSolutionError, OSError)
 
 
-def _fail(error: Exception) -> NoReturn:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(2)
-
-
 def _write_json(path: Path, data: dict) -> None:
     atomic.write_text(path, json.dumps(data, indent=2) + "\n")
 
@@ -56,22 +52,17 @@ def solve(
     show: Annotated[int, typer.Option(min=0, help="How many per-image choices to print.")] = 20,
 ) -> None:
     """Choose one candidate per image: best quality within a budget, or fewest bytes at quality targets."""
-    try:
+    with one_line_errors(*USER_ERRORS):
         rd = load_rd_table(table)
         if transparent:
             allocation = solve_transparent(rd, psnr, msssim, solver, time_limit)
         else:
             cap = n_bytes if n_bytes is not None else cap_from_bpp(bpp, total_pixels(rd))
             allocation = solve_budget(rd, cap, objective, solver, time_limit)
-    except USER_ERRORS as e:
-        _fail(e)
-    typer.echo(format_allocation(allocation, show))
-    if out is not None:
-        try:
+        typer.echo(format_allocation(allocation, show))
+        if out is not None:
             _write_json(out, allocation.to_dict())
-        except OSError as e:
-            _fail(e)
-        typer.echo(f"wrote {out}")
+            typer.echo(f"wrote {out}")
 
 
 def _write_leaderboard(path: Path, sweep_table: pd.DataFrame) -> None:
@@ -99,17 +90,12 @@ def tune(
     chosen_solvers = [s.strip() for s in solvers.split(",") if s.strip()]
     if bad := [s for s in chosen_solvers if s not in SOLVERS]:
         raise typer.BadParameter(f"unknown solver(s) {', '.join(bad)}; choose from {', '.join(SOLVERS)}", param_hint="--solvers")
-    try:
+    with one_line_errors(*USER_ERRORS):
         rd = load_rd_table(table)
         cap = cap_from_bpp(target_bpp, total_pixels(rd))
         at_target = solve_budget(rd, cap, objective)
-    except USER_ERRORS as e:
-        _fail(e)
-    try:
         _tune_outputs(rd, cap, at_target, chosen_solvers, objective, bpp_min, bpp_max, steps, target_bpp,
                       subsets, max_all, out_dir)
-    except OSError as e:
-        _fail(e)
 
 
 def _tune_outputs(rd: pd.DataFrame, cap: int, at_target, chosen_solvers: list[str], objective: str,

@@ -5,8 +5,8 @@ Usage::
     .venv/bin/python bench/bench_train.py [--steps N] [--threads T] [--weights PATH] [--out DIR]
 
 Times ``models.train.Trainer.train_step`` on random in-memory Kodak crops for
-fp32 vs bf16 autocast, channels_last on/off, and batch 16 of 128² vs batch 8
-of 192².  The configurations are timed in interleaved rounds so that a varying
+fp32 vs bf16 autocast, channels_last on/off, batch 16 of 128² vs batch 8
+of 192², and ``torch.compile`` (inductor) of the two transforms.  The configurations are timed in interleaved rounds so that a varying
 background load hits them alike.  Then checks that bf16 does not move the rate
 term: the bpp estimate of one fixed batch, bf16 vs fp32 forward (eval mode,
 trained weights when available).  Writes ``OUT/train.md`` (default
@@ -43,6 +43,7 @@ class Case:
     channels_last: bool
     batch: int
     crop: int
+    compiled: bool = False  # torch.compile g_a and g_s (nn.Module.compile keeps the state-dict keys)
 
 
 CASES = [
@@ -52,6 +53,7 @@ CASES = [
     Case("bf16, channels_last (default)", True, True, 16, 128),
     Case("fp32, channels_last", False, True, 8, 192),
     Case("bf16, channels_last", True, True, 8, 192),
+    Case("bf16, channels_last, torch.compile", True, True, 16, 128, compiled=True),
 ]
 
 
@@ -74,14 +76,19 @@ def default_weights() -> Path | None:
 
 def throughput(steps: int, rounds: int, threads: int, workdir: Path) -> list[dict]:
     samplers = {crop: CropSampler([KODAK], crop, seed=0) for crop in {c.crop for c in CASES}}
-    trainers, batches, times = [], [], [[] for _ in CASES]
+    trainers, batches, warmups, times = [], [], [], [[] for _ in CASES]
     for i, case in enumerate(CASES):
         cfg = TrainConfig(ladder="psnr", out=workdir / f"case{i}", batch=case.batch, crop=case.crop, bf16=case.bf16,
                           channels_last=case.channels_last, threads=threads, resume=False, seed=0)
         trainer = Trainer(cfg)
+        if case.compiled:
+            trainer.net.g_a.compile()
+            trainer.net.g_s.compile()
         batch = [samplers[case.crop].batch(case.batch) for _ in range(4)]
-        for x in batch[:2]:  # warm-up: first-call set-up of the kernels
+        t0 = time.perf_counter()
+        for x in batch[:2]:  # warm-up: first-call set-up of the kernels (and compilation)
             trainer.train_step(x)
+        warmups.append(time.perf_counter() - t0)
         trainers.append(trainer)
         batches.append(batch)
     per_round = max(1, steps // rounds)
@@ -94,10 +101,10 @@ def throughput(steps: int, rounds: int, threads: int, workdir: Path) -> list[dic
                 times[i].append(time.perf_counter() - t0)
         print(f"  round {r + 1}/{rounds} done", flush=True)
     rows = []
-    for case, t in zip(CASES, times):
+    for case, t, warm in zip(CASES, times, warmups):
         median = statistics.median(t)
         rows.append({
-            "case": case, "steps": len(t), "s_per_step": median, "mean_s_per_step": sum(t) / len(t),
+            "case": case, "steps": len(t), "warmup_s": warm, "s_per_step": median, "mean_s_per_step": sum(t) / len(t),
             "samples_per_s": case.batch / median,
             "mpx_per_s": case.batch * case.crop**2 / median / 1e6,
             "best_s_per_step": min(t),
@@ -137,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", type=Path, default=None, help="trained weights for the bf16 rate check")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--shared", action="store_true", help="say in the report that other work shared the cores")
     args = parser.parse_args(argv)
     weights = args.weights or default_weights()
     started = time.perf_counter()
@@ -156,25 +164,26 @@ def main(argv: list[str] | None = None) -> None:
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
         f"{args.threads} torch threads (`TrainConfig.threads`)",
-        "- **shared machine**: a background training run (2 threads) was using the same 2 cores while this was"
-        f" measured (load average at the end: {load}); absolute numbers are roughly halved and noisy,"
-        " the ratios between configurations are what to read.",
+        ("- **shared machine**: other work was using the same cores while this was measured (load average at"
+         f" the end: {load}); absolute numbers are lower and noisy, the ratios are what to read."
+         if args.shared else f"- no other work was meant to run (load average at the end: {load})."),
         f"- method: `Trainer.train_step` (forward, loss, backward, clip, Adam, aux step) on random in-memory Kodak"
         f" crops; 2 warm-up steps, then {rows[0]['steps']} timed steps per configuration in {args.rounds}"
         " interleaved rounds.",
         "",
         "| configuration | batch × crop | median s/step | samples/s | Mpx/s | vs fp32 NCHW | best s/step | best Mpx/s |"
-        " best vs fp32 NCHW | mean s/step |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " best vs fp32 NCHW | mean s/step | warm-up s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         c = r["case"]
         lines.append(f"| {c.label} | {c.batch} × {c.crop}² | {r['s_per_step']:.3f} | {r['samples_per_s']:.1f} |"
                      f" {r['mpx_per_s']:.3f} | {r['mpx_per_s'] / base['mpx_per_s']:.2f}× | {r['best_s_per_step']:.3f} |"
                      f" {r['best_mpx_per_s']:.3f} | {r['best_mpx_per_s'] / base['best_mpx_per_s']:.2f}× |"
-                     f" {r['mean_s_per_step']:.3f} |")
+                     f" {r['mean_s_per_step']:.3f} | {r['warmup_s']:.1f} |")
     lines += ["", "samples/s and Mpx/s from the median step; \"best\" = fastest single step (least disturbed by"
-              " the background load). Batch 8 × 192² has 1.125× the pixels of 16 × 128²: compare Mpx/s."]
+              " the background load). Batch 8 × 192² has 1.125× the pixels of 16 × 128²: compare Mpx/s. Warm-up = the"
+              " first two steps (kernel set-up; compilation for torch.compile)."]
     src = weights.relative_to(ROOT) if weights and weights.is_relative_to(ROOT) else weights
     lines += [
         "",

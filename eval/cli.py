@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from eval import atomic
-from eval.errors import EvalInputError
+from eval.errors import EvalInputError, one_line_errors
 from eval.leaderboard import append_rows, leaderboard_row
 from eval.score import Scores, score_folders
 
@@ -54,7 +54,7 @@ def eval_command(
     ] = None,
 ) -> None:
     """Score reconstructions against originals: aggregate PSNR, per-image mean PSNR, MS-SSIM, bpp."""
-    try:
+    with one_line_errors(EvalInputError, OSError):
         if csv is not None and entry is None:
             raise EvalInputError("--entry is required with --csv")
         scores = score_folders(originals, reconstructions, compressed)
@@ -64,6 +64,3 @@ def eval_command(
         if csv is not None:
             day = date.date().isoformat() if date else None
             append_rows(csv, [leaderboard_row(entry, scores, decoding_ms, decoder_bytes, day)])
-    except (EvalInputError, OSError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None

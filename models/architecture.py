@@ -25,7 +25,7 @@ from compressai.latent_codecs import (
     GainHyperpriorLatentCodec,
     GaussianConditionalLatentCodec,
 )
-from compressai.layers import GDN, AttentionBlock, CheckerboardMaskedConv2d
+from compressai.layers import GDN, AttentionBlock, CheckerboardMaskedConv2d, conv3x3
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from compressai.registry import register_model
@@ -55,6 +55,27 @@ def _synthesis(N: int, M: int) -> nn.Sequential:
         deconv(N, N), GDN(N, inverse=True),
         deconv(N, 3),
     )  # fmt: skip
+
+
+class PostFilter(nn.Module):
+    """Optional enhancement after ``g_s``: ``x + f(x)``, a small residual CNN.
+
+    The last layer starts at zero, so a network gains the filter as an exact
+    identity and fine-tuning decides what it learns.
+    """
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3x3(3, channels), nn.LeakyReLU(inplace=True),
+            conv3x3(channels, channels), nn.LeakyReLU(inplace=True),
+            conv3x3(channels, 3),
+        )  # fmt: skip
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
 
 
 def _hyper_analysis(N: int, M: int) -> nn.Sequential:
@@ -89,13 +110,17 @@ class GainedAttentionCheckerboard(CompressionModel):
         N: channels of the transforms and of the hyper-latent.
         M: channels of the latent ``y``.
         n_rates: number of trained rate points (rows of gains).
+        postfilter: append a :class:`PostFilter` to ``g_s`` (ladder flag
+            ``postfilter = true``; measured in ``bench/results/options.md``).
     """
 
-    def __init__(self, N: int = 96, M: int = 128, n_rates: int = 5):
+    def __init__(self, N: int = 96, M: int = 128, n_rates: int = 5, postfilter: bool = False):
         super().__init__()
         self.N, self.M, self.n_rates = N, M, n_rates
         self.g_a = _analysis(N, M)
         self.g_s = _synthesis(N, M)
+        if postfilter:
+            self.g_s.append(PostFilter())
         self.latent_codec = GainHyperpriorLatentCodec(
             latent_codec={
                 "y": CheckerboardLatentCodec(

@@ -28,7 +28,7 @@ class Ladder:
     metric: str  # "mse" or "msssim": the distortion it was trained on
     weights: str  # file name inside the weights folder
     lambdas: tuple[float, ...]  # λ of each trained gain row
-    arch: tuple[tuple[str, int], ...]  # network sizes, e.g. (("N", 64), ("M", 96))
+    arch: tuple[tuple[str, int | bool], ...]  # network options, e.g. (("M", 96), ("N", 64))
     rates: tuple[float, ...]  # the offered rate points (fractional = interpolated)
 
     @property

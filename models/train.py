@@ -90,7 +90,9 @@ class Trainer:
         if config.resume and self.checkpoint.is_file():
             self._load_checkpoint()
         elif config.init is not None:
-            load_into(self.net, load_state(config.init), config.init)
+            fresh = load_into(self.net, load_state(config.init), config.init, allow_new=True)
+            if fresh:
+                tqdm.write(f"{config.init}: {len(fresh)} tensors not in these weights start fresh ({fresh[0]}, ...)")
 
     # -- checkpoints -------------------------------------------------------
     def _optim_tensors(self) -> dict[str, torch.Tensor]:

@@ -73,14 +73,24 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
         raise BadWeightsError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
-def load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Load ``state`` into ``net`` (resizing the CDF buffers), in float32."""
+def load_into(
+    net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, allow_new: bool = False
+) -> list[str]:
+    """Load ``state`` into ``net`` (resizing the CDF buffers), in float32.
+
+    ``allow_new``: tensors of ``net`` that ``state`` lacks (a module the ladder
+    newly enables, e.g. the post-filter) keep their initial values; their names
+    are returned.  Anything else that does not fit is an error.
+    """
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     try:
-        net.load_state_dict(state)
+        missing, unexpected = net.load_state_dict(state, strict=not allow_new)
     except (RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise BadWeightsError(f"{source}: does not fit the ladder's network ({first})") from None
+    if unexpected:
+        raise BadWeightsError(f"{source}: does not fit the ladder's network (unexpected {unexpected[0]})")
+    return missing
 
 
 def weights_digest(path: Path) -> str:

@@ -13,7 +13,7 @@ import models.ladder
 from eval.images import load_rgb8
 from models.data import CropSampler
 from models.train import MSSSIM_MIN_CROP, TrainConfig, Trainer, bits_per_pixel, distortion, train
-from models.weights import export, load_network
+from models.weights import BadWeightsError, export, load_network
 from tiny_ladder import write_ladder
 
 torch.set_num_threads(1)
@@ -24,6 +24,7 @@ KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
 def ladders(ladder_dir):
     write_ladder(ladder_dir, "tiny", 250, lambdas=[0.001, 0.004, 0.016], rates=(0.0, 2.0))
     write_ladder(ladder_dir, "tinyms", 251, metric="msssim", lambdas=[3, 8, 24], rates=(0.0, 2.0))
+    write_ladder(ladder_dir, "tinypf", 252, lambdas=[0.001, 0.004, 0.016], rates=(0.0, 2.0), postfilter=True)
     yield ladder_dir
     torch.set_num_threads(1)
 
@@ -124,6 +125,28 @@ def test_training_from_exported_weights_stays_finite(ladders, tmp_path):
     out = second.net(x, torch.full((4,), 2.0))
     assert torch.isfinite(bits_per_pixel(out["likelihoods"], 64 * 64)).all()
     assert all(math.isfinite(second.train_step(sampler.batch(4))["loss"]) for _ in range(5))
+
+
+def test_postfilter_starts_as_identity_from_weights_without_it_then_learns(ladders, tmp_path):
+    """A ladder that newly enables the post-filter fine-tunes from weights that lack it."""
+    base = Trainer(config(tmp_path, resume=False, bf16=False))
+    export(base.net, base.ladder, tmp_path / "init.safetensors")
+    filtered = Trainer(config(tmp_path / "pf", ladder="tinypf", resume=False, bf16=False, init=tmp_path / "init.safetensors"))
+    new = {n for n, _ in filtered.net.named_parameters()} - {n for n, _ in base.net.named_parameters()}
+    assert new and all(".body." in n for n in new)
+    x, rows = fixed_crop(), torch.arange(3).float()
+    with torch.no_grad():
+        assert torch.equal(base.net.eval()(x, rows)["x_hat"], filtered.net.eval()(x, rows)["x_hat"])
+    filtered.net.train()
+    filtered.train_step(x)
+    assert filtered.net.g_s[-1].body[-1].weight.abs().sum() > 0  # the filter's zero output layer has moved
+
+
+def test_weights_that_do_not_fit_are_refused_even_with_new_modules_allowed(ladders, tmp_path):
+    filtered = Trainer(config(tmp_path, ladder="tinypf", resume=False, bf16=False))
+    export(filtered.net, filtered.ladder, tmp_path / "pf.safetensors")
+    with pytest.raises(BadWeightsError, match="unexpected g_s"):  # the plain ladder has no post-filter
+        Trainer(config(tmp_path / "b", resume=False, init=tmp_path / "pf.safetensors"))
 
 
 def test_msssim_ladder_refuses_small_crops(ladders, tmp_path):

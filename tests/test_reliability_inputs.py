@@ -145,9 +145,17 @@ def test_train_rejects_unusable_settings_in_one_line(tmp_path):
     assert_one_line_error(RUNNER.invoke(app, args), "checkpoint.safetensors", "not a readable safetensors file")
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    result = RUNNER.invoke(app, ["--debug", "encode", "--images", str(tmp_path / "missing")])
-    assert result.exit_code != 0 and "folder not found" in str(result.exception)
+@pytest.mark.parametrize("command", [
+    ["encode", "--images", "{missing}"],
+    ["eval", "{missing}", "{missing}"],
+    ["allocate", "solve", "{missing}/rd.csv"],
+], ids=["encode", "eval", "allocate"])
+def test_debug_shows_the_traceback_in_every_command_and_only_when_asked(tmp_path, command):
+    args = [a.format(missing=tmp_path / "missing") for a in command]
+    debugged = RUNNER.invoke(app, ["--debug", *args])
+    assert isinstance(debugged.exception, (ValueError, OSError)), repr(debugged.exception)
+    assert str(tmp_path / "missing") in str(debugged.exception)
+    assert_one_line_error(RUNNER.invoke(app, args), str(tmp_path / "missing"))  # the next call is not in debug mode
 
 
 # -- supported odd images ---------------------------------------------------------------------
