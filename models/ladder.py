@@ -13,8 +13,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-LADDER_DIR = Path(__file__).parent / "ladders"
-# Where weights files are looked up; CLIC_WEIGHTS_DIR overrides it (worker processes inherit it).
+# Where ladder files and weights files are looked up; CLIC_LADDER_DIR and
+# CLIC_WEIGHTS_DIR override them (worker processes inherit the variables).
+LADDER_DIR = Path(os.environ.get("CLIC_LADDER_DIR") or Path(__file__).parent / "ladders")
 WEIGHTS_DIR = Path(os.environ.get("CLIC_WEIGHTS_DIR") or Path(__file__).parent / "weights")
 
 

@@ -1,0 +1,90 @@
+"""Choose a ladder's rate points by measurement: the 5 that allocate best at 0.15 bpp.
+
+    python bench/choose_points.py [--ladder psnr] [--rates 0 0.5 1 1.5 2 2.5 3 3.5 4] [--keep 5]
+
+Codes Kodak at every candidate rate of the ladder's network (real files, the
+pipeline's cached grid), then solves the exact 0.15 bpp allocation for every
+subset of ``--keep`` rates that contains the lowest and the highest candidate
+(so the ladder keeps its range) and ranks them by aggregate PSNR (MS-SSIM for
+an MS-SSIM ladder).  Writes ``bench/results/points_<ladder>.md``; copy the
+winning rates into the ladder file's ``[[points]]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+import allocate
+from eval.metrics import aggregate_psnr
+import models.ladder
+from eval.images import list_images
+from pipeline.grid import run_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def ladder_with_rates(name: str, rates: list[float], folder: Path) -> models.ladder.Ladder:
+    """A copy of ladder ``name`` offering ``rates``, installed as the ladder folder (here and in workers)."""
+    text = models.ladder.ladder_file(name).read_text()
+    head = text[: text.index("[[points]]")]
+    (folder / f"{name}.toml").write_text(head + "".join(f"[[points]]\nrate = {r}\n\n" for r in rates))
+    os.environ["CLIC_LADDER_DIR"] = str(folder)
+    models.ladder.LADDER_DIR = folder
+    return models.ladder.load_ladder(name)
+
+
+def rank_subsets(table: pd.DataFrame, rate_of: dict[str, float], keep: int, metric: str) -> pd.DataFrame:
+    cap = allocate.cap_from_bpp(0.15, int(table.groupby("image")["pixels"].first().sum()))
+    names = sorted(rate_of, key=rate_of.get)
+    rows = []
+    for middle in itertools.combinations(names[1:-1], keep - 2):
+        subset = [names[0], *middle, names[-1]]
+        a = allocate.solve_budget(table[table["candidate"].isin(subset)], cap,
+                                  "sse" if metric == "mse" else "msssim")
+        rows.append({"rates": " ".join(f"{rate_of[n]:g}" for n in subset), "psnr": a.psnr, "msssim": a.msssim,
+                     "bytes": a.total_bytes})
+    return pd.DataFrame(rows).sort_values("psnr" if metric == "mse" else "msssim", ascending=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ladder", default="psnr")
+    parser.add_argument("--rates", type=float, nargs="+", default=[0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4])
+    parser.add_argument("--keep", type=int, default=5)
+    parser.add_argument("--images", type=Path, default=ROOT / "data" / "kodak")
+    parser.add_argument("--cache", type=Path, default=ROOT / "cache")
+    parser.add_argument("--n-jobs", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ladder = ladder_with_rates(args.ladder, sorted(set(args.rates)), Path(tmp))
+        rate_of = {e.name: e.rate for e in ladder.entries}
+        table = run_grid(list_images(args.images), list(rate_of), args.cache, args.n_jobs).table
+    per_rate = table.groupby("candidate").agg(bytes=("bytes", "sum"), pixels=("pixels", "sum"), sse=("sse", "sum"))
+    ranked = rank_subsets(table, rate_of, args.keep, ladder.metric)
+    lines = [f"# Rate points of the `{args.ladder}` ladder, chosen by allocation at 0.15 bpp", "",
+             f"`python bench/choose_points.py --ladder {args.ladder} --rates {' '.join(f'{r:g}' for r in args.rates)}"
+             f" --keep {args.keep}`, {dt.date.today().isoformat()}, {len(table['image'].unique())} images.", "",
+             "| rate | bpp | aggregate PSNR (dB) |", "|---|---|---|"]
+    for name in sorted(rate_of, key=rate_of.get):
+        r = per_rate.loc[name]
+        lines.append(f"| {rate_of[name]:g} | {8 * r.bytes / r.pixels:.4f} | "
+                     f"{aggregate_psnr(float(r.sse), int(r.pixels)):.3f} |")
+    lines += ["", f"Best subsets of {args.keep} (lowest and highest rate always kept):", "",
+              "| rates | PSNR @0.15 | MS-SSIM @0.15 | bytes |", "|---|---|---|---|"]
+    lines += [f"| {r.rates} | {r.psnr:.3f} | {r.msssim:.4f} | {r.bytes} |" for r in ranked.head(8).itertuples()]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"points_{args.ladder}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
