@@ -1,4 +1,4 @@
-"""Encode-grid throughput: local joblib vs a dask LocalCluster of 1 and 2 workers (issue #8).
+"""Encode-grid throughput: local joblib (1 and 2 jobs) vs a dask LocalCluster of 1 and 2 workers (issue #8).
 
     .venv/bin/python bench/bench_dask.py [--images 12] [--repeats 2]
 
@@ -42,7 +42,7 @@ RESULTS = ROOT / "bench" / "results" / "dask.md"
 KODAK = ROOT / "data" / "kodak"
 CANDIDATES = ["jpeg-q35", "webp-q50", "avif-q38", "j2k-r60", "learned-psnr-q1", "learned-psnr-q4"]
 TIMING = ["enc_s", "dec_s"]
-ENGINES = ["dask workers=1", "dask workers=2", "joblib n_jobs=2"]
+ENGINES = ["dask workers=1", "dask workers=2", "joblib n_jobs=1", "joblib n_jobs=2"]
 CLIC_2019_MP = 15_749_090 * 8 / 0.15 / 1e6  # the low-rate cap at 0.15 bpp: ~840 MP
 
 
@@ -117,14 +117,15 @@ def timed_grid(images: list[Path], jobs, scratch: Path) -> dict:
 
 
 def run_engine(engine: str, images: list[Path], scratch: Path) -> dict:
+    """Time one engine ("dask workers=N" or "joblib n_jobs=N"; n_jobs=1 runs in this process)."""
     before = load()
     start = time.perf_counter()
-    if engine == "joblib n_jobs=2":
-        timed = timed_grid(images, 2, scratch)
+    kind, count = engine.split()[0], int(engine.split("=")[1])
+    if kind == "joblib":
+        timed = timed_grid(images, count, scratch)
         startup = float("nan")
     else:
-        workers = int(engine.split("=")[1])
-        with connect(workers=workers, log=lambda line: None) as client:
+        with connect(workers=count, log=lambda line: None) as client:
             prepare_workers(client, images, CANDIDATES, [scratch])
             startup = time.perf_counter() - start
             timed = timed_grid(images, client, scratch)
@@ -141,8 +142,8 @@ def render(best: pd.DataFrame, runs: pd.DataFrame, n_images: int, mp: float) -> 
     by = best.set_index("engine")
     cpu = runs.groupby("engine")["cpu_s_per_cell"].median()  # robust to the other jobs' noise
     wall_ratio = by.loc["dask workers=2"].cells_per_s / by.loc["dask workers=1"].cells_per_s
+    joblib_ratio = by.loc["joblib n_jobs=2"].cells_per_s / by.loc["joblib n_jobs=1"].cells_per_s
     free_ratio = 2 * cpu["dask workers=1"] / cpu["dask workers=2"]
-    joblib_inflation = cpu["joblib n_jobs=2"] / cpu["dask workers=1"]
     vs_joblib = by.loc["dask workers=2"].cells_per_s / by.loc["joblib n_jobs=2"].cells_per_s
     core_s_per_mp_cell = cpu["dask workers=2"] / (mp / n_images)  # CPU s per cell / MP per image
     hours_5 = 5 * CLIC_2019_MP * core_s_per_mp_cell / 3600  # five candidates, in core-hours
@@ -156,11 +157,13 @@ def render(best: pd.DataFrame, runs: pd.DataFrame, n_images: int, mp: float) -> 
 
     lines = [
         "# Encode grid on dask vs local joblib\n\n",
-        f"`.venv/bin/python bench/bench_dask.py --images {n_images}`, {time.strftime('%Y-%m-%d')}.\n\n",
+        f"`.venv/bin/python bench/bench_dask.py --images {n_images} --repeats {len(runs) // len(ENGINES)}`, "
+        f"{time.strftime('%Y-%m-%d')}.\n\n",
         f"- grid: {n_images} Kodak images ({mp:.2f} MP) × {len(CANDIDATES)} candidates "
         f"({', '.join(CANDIDATES)}) = {n_images * len(CANDIDATES)} cells, from an empty cache every run; "
         "the learned network is the default ladder's architecture, untrained.\n",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}.  "
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs ({psutil.cpu_count(logical=False)} cores as "
+        f"the OS sees them), Python {platform.python_version()}.  "
         f"Other processes took up to {others:.2f} cores during the runs ({quiet}); the load average "
         "(1/5/15 min) around each run and the cores other processes took (`others`) are in the tables.\n",
         "- cells/s are steady state (workers warmed on a grid of 8 small crops first, so every worker "
@@ -175,11 +178,14 @@ def render(best: pd.DataFrame, runs: pd.DataFrame, n_images: int, mp: float) -> 
         *(row(r) for r in best.itertuples()),
         f"\n- **Measured wall-clock ratio, 2 workers / 1 worker: {wall_ratio:.2f}×** "
         f"(target ≥ 1.7×: {'met' if wall_ratio >= 1.7 else f'not met, {1.7 - wall_ratio:.2f}× short'}).\n",
-        f"- CPU per cell: {cpu['dask workers=1']:.2f} s with 1 worker, {cpu['dask workers=2']:.2f} s with 2 "
-        f"workers, {cpu['joblib n_jobs=2']:.2f} s with joblib n_jobs=2 ({joblib_inflation:.2f}× the single "
-        f"worker).  At the 2-worker CPU cost, 2 free cores would give {free_ratio:.2f}× one worker; the "
-        "rest of the gap is the client and scheduler sharing the same two cores.\n",
-        f"- dask 2 workers / joblib n_jobs=2 (wall clock): {vs_joblib:.2f}×.\n\n",
+        f"- What two cores allow without dask: joblib n_jobs=2 / n_jobs=1 = {joblib_ratio:.2f}× (wall clock; "
+        "n_jobs=1 runs the cells in the benchmark's own process, as `clic --n-jobs 1` does); "
+        f"dask 2 workers / joblib n_jobs=2 = {vs_joblib:.2f}×.\n",
+        f"- CPU per cell: dask {cpu['dask workers=1']:.2f} s with 1 worker, {cpu['dask workers=2']:.2f} s with 2 "
+        f"({cpu['dask workers=2'] / cpu['dask workers=1']:.2f}×); joblib {cpu['joblib n_jobs=1']:.2f} s with 1 "
+        f"job, {cpu['joblib n_jobs=2']:.2f} s with 2 ({cpu['joblib n_jobs=2'] / cpu['joblib n_jobs=1']:.2f}×).  "
+        f"At the 2-worker CPU cost, 2 fully used cores would give {free_ratio:.2f}× one worker; the 2-worker "
+        f"run kept {by.loc['dask workers=2'].our_cores:.2f} cores busy.\n\n",
         "## Every run (in order)\n\n",
         "| engine | wall s | cells/s | CPU s/cell | our cores | others' cores | load before | load after |\n",
         "|---|---|---|---|---|---|---|---|\n",

@@ -28,7 +28,7 @@ from models.weights import BadWeightsError
 from .allocation import DEFAULT_BPP, Budget, Target, Transparent
 from .codecs import LADDERS, default_ladder
 from .errors import PipelineError
-from .distributed import connect
+from .distributed import connect, decoder_for
 from .run import Settings, encode, run_submission
 from .verify import verify
 
@@ -122,11 +122,11 @@ LadderOpt = Annotated[
 JobsOpt = Annotated[int, typer.Option("--n-jobs", min=1, help="Parallel encode workers (local processes; without --workers/--scheduler).")]
 SchedulerOpt = Annotated[
     Optional[str],
-    typer.Option("--scheduler", help="Run the encode grid (and decoding) on the dask cluster of this scheduler, "
-                 "e.g. tcp://HOST:8786; images, cache and out must be on storage shared by its workers."),
+    typer.Option("--scheduler", help="Encode and decode on the dask cluster of this scheduler, e.g. "
+                 "tcp://HOST:8786; the folders given must be on storage shared by its workers."),
 ]
 WorkersOpt = Annotated[
-    Optional[int], typer.Option("--workers", min=1, help="Run the encode grid (and decoding) on a local dask cluster of N worker processes."),
+    Optional[int], typer.Option("--workers", min=1, help="Encode and decode on a local dask cluster of N worker processes."),
 ]
 
 
@@ -182,9 +182,11 @@ def verify_command(
     submission: Annotated[Path, typer.Argument(help="A packaged submission folder (decoder/, images/, manifest.json).")],
     images: ImagesOpt = None,
     out: Annotated[Path, typer.Option(help="Where the decoded PNGs go (OUT/decoded).")] = Path("out"),
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
-    """Decode a submission in a fresh process, score it and check it against its RD table."""
-    with expected_errors():
-        result = verify(submission, resolve_images(images), out / "decoded")
+    """Decode a submission in a fresh process (or shards on a cluster), score it, check it against its RD table."""
+    with expected_errors(), connect(scheduler, workers, typer.echo) as client:
+        result = verify(submission, resolve_images(images), out / "decoded", decoder_for(client))
         typer.echo(format_scores(result.scores))
         typer.echo(f"decoding time: {result.decoding_ms:.0f} ms; decoder: {result.decoder_bytes} bytes")

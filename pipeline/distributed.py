@@ -1,6 +1,6 @@
 """The encode grid and the packaged decoder on a ``dask.distributed`` cluster.
 
-``clic encode|submission --workers N`` starts a ``LocalCluster`` of N
+``clic encode|submission|verify --workers N`` starts a ``LocalCluster`` of N
 single-threaded worker processes on this machine; ``--scheduler tcp://HOST:PORT``
 connects to a running cluster (``dask scheduler`` plus ``dask worker --nthreads 1``
 on machines that see the images, the cache and the output folder at the same
@@ -51,12 +51,26 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT_S = 30.0
 PREPARE_TIMEOUT_S = 300.0  # every worker imports the codecs and hashes the weights once
-# Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's
-# mmap threshold: every large array is then a fresh mmap and page faults, and MS-SSIM of a
-# cell runs ~3x slower (measured: 55 vs 18 ms on a 128x96 crop).  Unset it for the workers
-# we start; docs/cluster.md shows the same setting for `dask worker`.  OMP_NUM_THREADS=1 and
-# friends stay: one thread per task, as on the joblib path.
-LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# The local cluster's dask settings; the README's cluster section shows the same for `dask worker`.
+# - Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's
+#   mmap threshold: every large array is then a fresh mmap and page faults, and MS-SSIM of a
+#   cell runs ~3x slower (measured: 55 vs 18 ms on a 128x96 crop).  Unset it.  OMP_NUM_THREADS=1
+#   and friends stay: one thread per task, as on the joblib path.
+# - Housekeeping wakes every worker's event loop up to 100 times a second: the statistical
+#   profiler (10 ms, walking the running cell's stack), the latency tick (20 ms), the memory
+#   monitor (100 ms, also run per nanny in the client) and the system monitor (500 ms).  Each
+#   wake-up takes the GIL, and on busy cores a core, from a cell.  Profiler off and slower
+#   monitors: idle cluster of 2 workers 6.4% -> 1.0% of a core; on the grid (2 workers, cores
+#   shared with a training run) the workers' loop threads 0.055 -> 0.009 CPU s per cell, the
+#   scheduler and nannies 0.026 -> 0.007.  Per task dask costs ~2.5 ms CPU (no-op tasks), so
+#   one task per cell stays (a cell takes 0.6 s).
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+}
 INSTALL_HINT = "--scheduler/--workers need dask.distributed: pip install 'clicpack[dask]'"
 
 
@@ -93,7 +107,7 @@ def connect(
         if workers:
             where = f"a local cluster of {workers} worker processes"
             try:
-                with dask.config.set(LOCAL_WORKER_CONFIG):  # read once per nanny, kept for restarts
+                with dask.config.set(LOCAL_CLUSTER_CONFIG):  # read once per nanny, kept for restarts
                     target = stack.enter_context(
                         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
                     )
@@ -137,8 +151,9 @@ def prepare_workers(
 ) -> None:
     """Refuse early what would fail late, and load every codec once on every worker.
 
-    Each worker must see every image (same size as here) and each of ``folders``
-    (the cache, the output: a probe file written here must be readable there),
+    Each worker must see every file of ``images`` (same size as here: the images,
+    or a package's files) and each of ``folders`` (the cache, the output: a probe
+    file written here must be readable there),
     and must build every candidate with this machine's fingerprint (same library
     versions, options and weights) -- otherwise its cells would not be the
     cells this client expects.
@@ -175,8 +190,8 @@ def prepare_workers(
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise PipelineError(
-                f"dask worker {addr} does not see {missing[0]}{more}: images, cache and output "
-                "must be on storage every worker mounts at the same path"
+                f"dask worker {addr} does not see {missing[0]}{more}: images, cache, output and "
+                "package must be on storage every worker mounts at the same path"
             )
         for name, theirs in fingerprints.items():
             if theirs != ours[name]:
@@ -279,14 +294,22 @@ def decode_shard(submission: Path, shard: Path, decoded: Path) -> float:
     return decoder_process(submission, shard, decoded)
 
 
+def decoder_for(client: Client | None) -> Callable[[Path, Path], float]:
+    """The ``run_decoder`` of :func:`pipeline.verify.verify`: one local process, or shards on the cluster."""
+    from .verify import run_decoder
+
+    return run_decoder if client is None else decode_on_cluster(client)
+
+
 def decode_on_cluster(client: Client) -> Callable[[Path, Path], float]:
     """A ``run_decoder`` for :func:`pipeline.verify.verify` that decodes on the cluster.
 
-    The returned function empties ``decoded``, links the package's image files
-    into one hidden shard folder per worker thread beside it (on the shared
-    output storage), runs the packaged decoder on every shard on the workers and
-    returns the decoder processes' wall times summed, in ms (the single-process
-    figure plus one start-up per extra shard).
+    The returned function checks that every worker sees the package and the
+    output folder (:func:`prepare_workers`), empties ``decoded``, links the
+    package's image files into one hidden shard folder per worker thread beside
+    it (on the shared output storage), runs the packaged decoder on every shard
+    on the workers and returns the decoder processes' wall times summed, in ms
+    (the single-process figure plus one start-up per extra shard).
     """
 
     def run(submission: Path, decoded: Path) -> float:
@@ -295,6 +318,7 @@ def decode_on_cluster(client: Client) -> Callable[[Path, Path], float]:
         submission, decoded = submission.absolute(), decoded.absolute()
         files = {p.name: p for p in sorted((submission / "images").iterdir())
                  if p.is_file() and not p.name.startswith(".")}
+        prepare_workers(client, [submission / "decoder" / "decode.py", *files.values()], [], [decoded.parent])
         pixels = {cell["file"]: int(cell["pixels"]) for cell in read_manifest(submission)["images"]}
         threads = sum(client.nthreads().values()) or 1
         groups = shards({name: pixels.get(name, path.stat().st_size) for name, path in files.items()}, threads)

@@ -14,13 +14,13 @@ from eval.images import list_images
 
 from .allocation import Target, check_options, request, solve
 from .codecs import ladder_candidates
-from .distributed import connect, decode_on_cluster, prepare_workers
+from .distributed import connect, decoder_for, prepare_workers
 from .grid import GridResult, run_grid
 from .package import package
 from .parallel import Jobs
 from .paths import check_layout
 from .report import ReportFiles, report
-from .verify import Verification, run_decoder, verify
+from .verify import Verification, verify
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,7 @@ def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
                            request(s.ladder, s.target, s.objective, s.solver))
     log(f"package: {submission} (images {manifest['images_bytes']} B, decoder {manifest['decoder_bytes']} B)")
     with timed(stage_s, "verify"):
-        decoder = run_decoder if client is None else decode_on_cluster(client)
-        verification = verify(submission, s.images, s.out / "decoded", decoder)
+        verification = verify(submission, s.images, s.out / "decoded", decoder_for(client))
     scores = verification.scores
     log(f"verify: PSNR {scores.psnr:.4f} dB, MS-SSIM {scores.msssim:.6f}, {scores.bpp:.4f} bpp, "
         f"decoded in {verification.decoding_ms:.0f} ms; SSE matches the RD table")

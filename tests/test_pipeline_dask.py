@@ -14,7 +14,9 @@ not), and the submission folder equal byte for byte, manifest included.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -168,6 +170,39 @@ def test_cli_workers_and_scheduler_match_the_local_run(client, local, images, tm
         assert folder_bytes(out / "submission") == folder_bytes(reference / "submission"), name
     board = pd.read_csv(tmp_path / "w" / "leaderboard.csv")
     assert board["bpp"].iloc[0] == pd.read_csv(reference / "leaderboard.csv")["bpp"].iloc[0]
+
+
+def scores_lines(output: str) -> list[str]:
+    """What ``clic verify`` printed, without the cluster line and the decoding time (a measurement)."""
+    return [line for line in output.splitlines() if not line.startswith(("dask: ", "decoding time: "))]
+
+
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # the module cluster holds it
+def test_cli_verify_on_a_cluster_gives_the_local_verdict(client, local, images, tmp_path):
+    """``clic verify --workers 2``: the local verify's scores and decoded PNGs; a tampered package
+    is refused on the cluster (``--scheduler``) with the local verify's line."""
+    package = local("learned").table_path.parent / "submission"
+    tampered = shutil.copytree(package, tmp_path / "tampered")
+    manifest = json.loads((tampered / "manifest.json").read_text())
+    manifest["images"][0]["sse"] += 1
+    (tampered / "manifest.json").write_text(json.dumps(manifest))
+    runs = {
+        "local": (package, []), "workers": (package, ["--workers", "2"]),
+        "tampered-local": (tampered, []), "tampered-scheduler": (tampered, ["--scheduler", client.scheduler.address]),
+    }
+    results = {
+        name: CliRunner().invoke(app, ["verify", str(submission), "--images", str(images),
+                                       "--out", str(tmp_path / name), *args])
+        for name, (submission, args) in runs.items()
+    }
+    assert results["local"].exit_code == results["workers"].exit_code == 0, results["workers"].output
+    assert "dask: scheduler tcp://" in results["workers"].output
+    assert scores_lines(results["workers"].output) == scores_lines(results["local"].output)
+    assert folder_bytes(tmp_path / "workers" / "decoded") == folder_bytes(tmp_path / "local" / "decoded")
+    assert not list((tmp_path / "workers").glob(".*"))  # no shard or staging folders left behind
+    assert results["tampered-local"].exit_code == results["tampered-scheduler"].exit_code == 2
+    assert "differs from the RD table" in results["tampered-local"].stderr
+    assert results["tampered-scheduler"].stderr == results["tampered-local"].stderr
 
 
 def test_cli_refuses_both_cluster_options_in_one_line(images, tmp_path):
