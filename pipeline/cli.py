@@ -8,8 +8,8 @@ shows the traceback instead.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,7 +18,7 @@ import typer
 import allocate
 from allocate.cli import app as allocate_app
 from eval.cli import eval_command, format_scores
-from eval.errors import EvalInputError
+from eval.errors import EvalInputError, one_line_errors, show_tracebacks
 from models.bitstream import BadStreamError
 from models.cli import train_command
 from models.data import TrainingError
@@ -48,27 +48,16 @@ app = typer.Typer(
 app.add_typer(allocate_app, name="allocate", help="Exact bit allocation over an RD table.")
 app.command("eval")(eval_command)
 
-_debug = {"on": False}
-
-
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", envvar="CLIC_DEBUG", help="Show tracebacks instead of one-line errors.")] = False,
 ) -> None:
-    _debug["on"] = debug
+    show_tracebacks(debug)  # every command's error handler, set per invocation
 
 
-@contextmanager
-def expected_errors() -> Iterator[None]:
+def expected_errors() -> AbstractContextManager[None]:
     """Turn an expected failure into one line on stderr and exit status 2."""
-    try:
-        yield
-    except EXPECTED_ERRORS as exc:
-        if _debug["on"]:
-            raise
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(2) from None
+    return one_line_errors(*EXPECTED_ERRORS)
 
 
 def guarded(command: Callable[..., None]) -> Callable[..., None]:
