@@ -106,6 +106,7 @@ CacheOpt = Annotated[Path, typer.Option("--cache", help="Encode cache: one bitst
 LadderOpt = Annotated[
     Optional[str],
     typer.Option("--ladder", help=f"Candidates: {' | '.join(LADDERS)} (default: learned once trained, else classical), "
+                 "a learned ladder file's name (psnr, msssim: models/ladders/NAME.toml), "
                  "or a comma-separated list of candidate names (jpeg-q35,avif-q30)."),
 ]
 JobsOpt = Annotated[int, typer.Option("--n-jobs", min=1, help="Parallel encode workers (local processes; without --workers/--scheduler).")]

@@ -62,6 +62,17 @@ def test_unknown_ladder_is_refused():
         ladder_candidates("fancy")
 
 
+def test_a_ladder_file_name_offers_its_points_once_trained(monkeypatch):
+    trained = {"psnr"}
+    monkeypatch.setattr(models.ladder, "has_trained_weights", lambda name: name in trained)
+    assert ladder_candidates("psnr") == ladder_candidates("learned") == [
+        f"learned-psnr-q{i + 1}" for i in range(len(models.ladder.load_ladder("psnr").rates))]
+    with pytest.raises(PipelineError, match="'msssim' has no trained weights"):
+        ladder_candidates("msssim")
+    trained.add("msssim")
+    assert ladder_candidates("msssim")[0] == "learned-msssim-q1"
+
+
 def test_default_ladder_follows_trained_weights(monkeypatch):
     monkeypatch.setattr(models.ladder, "has_trained_weights", lambda name: False)
     assert default_ladder() == "classical"

@@ -24,10 +24,13 @@ def default_ladder() -> str:
 
 
 def ladder_candidates(ladder: str) -> list[str]:
-    """Candidate names of a ladder: ``learned``, ``classical`` or ``hybrid`` (both), or an
-    explicit comma-separated list of candidate names (``jpeg-q35,avif-q30``)."""
+    """Candidate names of a ladder: ``learned``, ``classical`` or ``hybrid`` (both), a
+    learned ladder file's name (``psnr``, ``msssim``: ``models/ladders/NAME.toml``), or
+    an explicit comma-separated list of candidate names (``jpeg-q35,avif-q30``)."""
     if ladder == "learned":
         return learned.candidate_names()
+    if ladder in learned.ladder_names():
+        return learned.candidate_names(ladder)
     if ladder == "classical":
         return classical.candidate_names()
     if ladder == "hybrid":
@@ -39,7 +42,8 @@ def ladder_candidates(ladder: str) -> list[str]:
         if names:
             return names
     raise PipelineError(
-        f"unknown ladder {ladder!r}; choose one of {', '.join(LADDERS)} or list candidates (jpeg-q35,avif-q30)"
+        f"unknown ladder {ladder!r}; choose one of {', '.join(LADDERS + tuple(learned.ladder_names()))} "
+        "or list candidates (jpeg-q35,avif-q30)"
     )
 
 

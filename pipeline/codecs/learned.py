@@ -18,23 +18,30 @@ LADDER = "psnr"  # the ladder file behind ``--ladder learned``
 PREFIX = "learned-"
 
 
-def has_trained_weights() -> bool:
-    """Whether the default learned ladder has its weights file."""
+def has_trained_weights(ladder: str = LADDER) -> bool:
+    """Whether a learned ladder (default: the PSNR one) has its weights file."""
     from models.ladder import has_trained_weights as has_weights
 
-    return has_weights(LADDER)
+    return has_weights(ladder)
 
 
-def candidate_names() -> list[str]:
-    """The default learned ladder's candidates, lowest rate first."""
+def ladder_names() -> list[str]:
+    """The ladder files (``models/ladders/NAME.toml``), trained or not."""
+    from models.ladder import available_ladders
+
+    return sorted(available_ladders())
+
+
+def candidate_names(ladder: str = LADDER) -> list[str]:
+    """A learned ladder's candidates (default: the PSNR one), lowest rate first."""
     from models.ladder import load_ladder
 
-    if not has_trained_weights():
+    if not has_trained_weights(ladder):
         raise PipelineError(
-            f"learned ladder {LADDER!r} has no trained weights: train it first "
+            f"learned ladder {ladder!r} has no trained weights: train it first "
             "or use --ladder classical"
         )
-    return [entry.name for entry in load_ladder(LADDER).entries]
+    return [entry.name for entry in load_ladder(ladder).entries]
 
 
 def is_learned(name: str) -> bool:
