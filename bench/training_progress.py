@@ -24,6 +24,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import allocate  # noqa: E402
@@ -78,6 +79,24 @@ def plot(history: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def projection(history: pd.DataFrame, steps_per_hour: float) -> str:
+    """Where a log-linear trend of allocated PSNR vs steps meets the AVIF ladder (needs >= 2 sessions)."""
+    if history["steps"].nunique() < 2:
+        return "one session so far: no trend yet"
+    slope, intercept = np.polyfit(np.log(history["steps"]), history["learned PSNR @0.15"], 1)
+    target = float(history["AVIF PSNR @0.15"].iloc[-1])
+    gap = target - float(history["learned PSNR @0.15"].iloc[-1])
+    line = (f"trend {slope:+.3f} dB per e-fold of steps (log-linear fit over {len(history)} sessions); "
+            f"gap to AVIF {gap:.3f} dB")
+    if slope <= 0:
+        return line + "; the trend does not close it"
+    steps, done = float(np.exp((target - intercept) / slope)), int(history["steps"].iloc[-1])
+    if steps <= done:
+        return line + "; already closed"
+    return line + (f"; projected to close at about {steps:,.0f} steps: {(steps - done) / steps_per_hour:,.0f} more"
+                   f" hours at {steps_per_hour:,.0f} steps/h beyond the {done:,} done")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, required=True, help="training steps behind these weights")
@@ -86,6 +105,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / "cache")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--note", default="")
+    parser.add_argument("--steps-per-hour", type=float, default=14_760,
+                        help="training speed for the projection (default: 4.1 steps/s, measured alone on 2 cores)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,6 +124,7 @@ def main() -> None:
     history.to_csv(csv, index=False)
     plot(history, RESULTS / "training_progress.png")
     print(pd.Series(row).to_string())
+    print(projection(history, args.steps_per_hour))
 
 
 if __name__ == "__main__":
