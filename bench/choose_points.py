@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 import allocate
-from eval.metrics import aggregate_psnr
+from eval.metrics import aggregate_psnr, weighted_msssim
 import models.ladder
 from eval.images import list_images
 from pipeline.grid import run_grid
@@ -47,10 +47,13 @@ def rank_subsets(table: pd.DataFrame, rate_of: dict[str, float], keep: int, metr
     rows = []
     for middle in itertools.combinations(names[1:-1], keep - 2):
         subset = [names[0], *middle, names[-1]]
-        a = allocate.solve_budget(table[table["candidate"].isin(subset)], cap,
-                                  "sse" if metric == "mse" else "msssim")
-        rows.append({"rates": " ".join(f"{rate_of[n]:g}" for n in subset), "psnr": a.psnr, "msssim": a.msssim,
-                     "bytes": a.total_bytes})
+        rates = " ".join(f"{rate_of[n]:g}" for n in subset)
+        try:
+            a = allocate.solve_budget(table[table["candidate"].isin(subset)], cap, "sse" if metric == "mse" else "msssim")
+        except allocate.InfeasibleError:
+            rows.append({"rates": rates, "psnr": float("nan"), "msssim": float("nan"), "bytes": "over the cap"})
+            continue
+        rows.append({"rates": rates, "psnr": a.psnr, "msssim": a.msssim, "bytes": a.total_bytes})
     return pd.DataFrame(rows).sort_values("psnr" if metric == "mse" else "msssim", ascending=False)
 
 
@@ -68,18 +71,21 @@ def main() -> None:
         rate_of = {e.name: e.rate for e in ladder.entries}
         table = run_grid(list_images(args.images), list(rate_of), args.cache, args.n_jobs).table
     per_rate = table.groupby("candidate").agg(bytes=("bytes", "sum"), pixels=("pixels", "sum"), sse=("sse", "sum"))
+    per_rate["msssim"] = table.groupby("candidate").apply(lambda g: weighted_msssim(g["msssim"], g["pixels"]))
     ranked = rank_subsets(table, rate_of, args.keep, ladder.metric)
     lines = [f"# Rate points of the `{args.ladder}` ladder, chosen by allocation at 0.15 bpp", "",
              f"`python bench/choose_points.py --ladder {args.ladder} --rates {' '.join(f'{r:g}' for r in args.rates)}"
              f" --keep {args.keep}`, {dt.date.today().isoformat()}, {len(table['image'].unique())} images.", "",
-             "| rate | bpp | aggregate PSNR (dB) |", "|---|---|---|"]
+             "| rate | bpp | aggregate PSNR (dB) | MS-SSIM |", "|---|---|---|---|"]
     for name in sorted(rate_of, key=rate_of.get):
         r = per_rate.loc[name]
         lines.append(f"| {rate_of[name]:g} | {8 * r.bytes / r.pixels:.4f} | "
-                     f"{aggregate_psnr(float(r.sse), int(r.pixels)):.3f} |")
+                     f"{aggregate_psnr(float(r.sse), int(r.pixels)):.3f} | {r.msssim:.4f} |")
     lines += ["", f"Best subsets of {args.keep} (lowest and highest rate always kept):", "",
               "| rates | PSNR @0.15 | MS-SSIM @0.15 | bytes |", "|---|---|---|---|"]
     lines += [f"| {r.rates} | {r.psnr:.3f} | {r.msssim:.4f} | {r.bytes} |" for r in ranked.head(8).itertuples()]
+    if ranked["psnr"].isna().all():
+        lines += ["", "No subset fits 0.15 bpp: the ladder's lowest rate is above it (train lower λ rows)."]
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"points_{args.ladder}.md"
     out.write_text("\n".join(lines) + "\n")
