@@ -43,7 +43,7 @@ class Case:
     channels_last: bool
     batch: int
     crop: int
-    compiled: bool = False  # torch.compile g_a and g_s (nn.Module.compile keeps the state-dict keys)
+    compiled: bool = False  # TrainConfig.compile: torch.compile g_a and g_s
 
 
 CASES = [
@@ -79,11 +79,8 @@ def throughput(steps: int, rounds: int, threads: int, workdir: Path) -> list[dic
     trainers, batches, warmups, times = [], [], [], [[] for _ in CASES]
     for i, case in enumerate(CASES):
         cfg = TrainConfig(ladder="psnr", out=workdir / f"case{i}", batch=case.batch, crop=case.crop, bf16=case.bf16,
-                          channels_last=case.channels_last, threads=threads, resume=False, seed=0)
+                          channels_last=case.channels_last, compile=case.compiled, threads=threads, resume=False, seed=0)
         trainer = Trainer(cfg)
-        if case.compiled:
-            trainer.net.g_a.compile()
-            trainer.net.g_s.compile()
         batch = [samplers[case.crop].batch(case.batch) for _ in range(4)]
         t0 = time.perf_counter()
         for x in batch[:2]:  # warm-up: first-call set-up of the kernels (and compilation)

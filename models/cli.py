@@ -27,6 +27,8 @@ def train_command(
     threads: int = typer.Option(2, help="torch CPU threads."),
     bf16: bool = typer.Option(True, help="Run the transforms under bfloat16 autocast (entropy model stays float32)."),
     channels_last: bool = typer.Option(True, help="Use the channels-last memory format (faster on CPU)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the transforms (about 5 % faster per step; "
+                                 "the first run compiles for about 80 s)."),
     checkpoint_minutes: float = typer.Option(15.0, help="Minutes between checkpoints."),
     resume: bool = typer.Option(True, help="Continue from OUT/checkpoint.safetensors when it exists."),
     init: Optional[Path] = typer.Option(None, help="Start from these exported weights (e.g. the committed ones) when not resuming."),
@@ -39,7 +41,7 @@ def train_command(
     config = TrainConfig(
         ladder=ladder, data=data, out=out or Path("runs") / ladder, steps=steps, batch=batch,
         crop=crop, lr=lr, lr_drop_at=lr_drop_at, seed=seed, threads=threads, bf16=bf16,
-        channels_last=channels_last, checkpoint_s=checkpoint_minutes * 60, resume=resume,
+        channels_last=channels_last, compile=compile, checkpoint_s=checkpoint_minutes * 60, resume=resume,
         init=init, export=export, skip_bad_images=skip_bad_images,
     )  # fmt: skip
     train(config)

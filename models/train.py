@@ -43,6 +43,7 @@ class TrainConfig:
     threads: int = 2
     bf16: bool = True  # transforms in bfloat16; entropy model always float32
     channels_last: bool = True
+    compile: bool = False  # torch.compile the transforms: ~5 % faster steps after a cold compile of ~80 s
     checkpoint_s: float = 900.0
     log_every: int = 50
     resume: bool = True  # continue from out/checkpoint.safetensors if present
@@ -80,6 +81,9 @@ class Trainer:
         self.net = build(self.ladder).train()
         if config.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        if config.compile:  # in place: state-dict keys (checkpoints, exports) stay the same
+            self.net.g_a.compile()
+            self.net.g_s.compile()
         aux = {n for n, _ in self.net.named_parameters() if n.endswith(".quantiles")}
         params = dict(self.net.named_parameters())
         self.opt = torch.optim.Adam([params[n] for n in sorted(params) if n not in aux], config.lr)
