@@ -51,8 +51,7 @@ def export_untrained_weights(folder: Path) -> None:
 
     Set here, not at import: spawned workers re-import this module.
     """
-    os.environ["CLIC_WEIGHTS_DIR"] = str(folder)
-    models.ladder.WEIGHTS_DIR = folder
+    models.ladder.use_folders(weights=folder)
     ladder = models.ladder.load_ladder("psnr")
     models.weights.export(models.weights.build(ladder), ladder, ladder.weights_path(), note="bench_dask")
 

@@ -59,7 +59,7 @@ def run_variant(name: str, flags: dict, args: argparse.Namespace, images: dict, 
     folder = tmp / name
     folder.mkdir()
     variant_ladder(folder, flags)
-    models.ladder.LADDER_DIR = folder
+    models.ladder.use_folders(ladders=folder)
     load_network.cache_clear()
     config = TrainConfig(data=args.data, out=folder / "run", steps=args.steps, init=args.init, resume=False,
                          seed=args.seed, checkpoint_s=1e9, log_every=args.steps)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
-import os
 import tempfile
 from pathlib import Path
 
@@ -36,8 +35,7 @@ def ladder_with_rates(name: str, rates: list[float], folder: Path) -> models.lad
     text = models.ladder.ladder_file(name).read_text()
     head = text[: text.index("[[points]]")]
     (folder / f"{name}.toml").write_text(head + "".join(f"[[points]]\nrate = {r}\n\n" for r in rates))
-    os.environ["CLIC_LADDER_DIR"] = str(folder)
-    models.ladder.LADDER_DIR = folder
+    models.ladder.use_folders(ladders=folder)
     return models.ladder.load_ladder(name)
 
 

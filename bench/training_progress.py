@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import shutil
 import subprocess
 import tempfile
@@ -112,8 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.weights is not None:  # evaluate other weights under the ladder's own file name
             shutil.copyfile(args.weights, Path(tmp) / models.ladder.load_ladder("psnr").weights)
-            os.environ["CLIC_WEIGHTS_DIR"] = tmp  # worker processes read the variable
-            models.ladder.WEIGHTS_DIR = Path(tmp)
+            models.ladder.use_folders(weights=Path(tmp))
         candidates = ladder_candidates("learned") + [c for c in ladder_candidates("classical") if c.startswith("avif-")]
         grid = run_grid(list_images(args.images), candidates, args.cache, args.n_jobs)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()

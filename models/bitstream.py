@@ -84,17 +84,19 @@ def rate_code(rate: float) -> int:
     return code
 
 
+def check_size(height: int, width: int) -> None:
+    """ValueError unless a header can store this image size (also checked before encoding)."""
+    if not (1 <= height <= 0xFFFF and 1 <= width <= 0xFFFF):
+        raise ValueError(f"image size {width}x{height} not codable")
+    if height * width > MAX_PIXELS:
+        raise ValueError(f"image size {width}x{height} exceeds the learned codec's limit of {MAX_PIXELS} pixels")
+
+
 def pack(header: Header, streams: list[bytes]) -> bytes:
     """Serialise a header and its streams into one file's bytes."""
     if len(streams) != N_STREAMS:
         raise ValueError(f"expected {N_STREAMS} streams, got {len(streams)}")
-    if not (1 <= header.height <= 0xFFFF and 1 <= header.width <= 0xFFFF):
-        raise ValueError(f"image size {header.width}x{header.height} not codable")
-    if header.height * header.width > MAX_PIXELS:
-        raise ValueError(
-            f"image size {header.width}x{header.height} exceeds the learned codec's limit of "
-            f"{MAX_PIXELS} pixels"
-        )
+    check_size(header.height, header.width)
     body = _FIXED.pack(
         MAGIC, VERSION, header.model_id, rate_code(header.rate), header.height, header.width
     )

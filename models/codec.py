@@ -78,10 +78,7 @@ def encode_image(entry: LadderEntry, image: np.ndarray, weights_dir: Path | None
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an H×W×3 uint8 image, got {image.shape} {image.dtype}")
     height, width = image.shape[:2]
-    if height * width > bitstream.MAX_PIXELS:
-        raise ValueError(
-            f"image size {width}x{height} exceeds the learned codec's limit of {bitstream.MAX_PIXELS} pixels"
-        )
+    bitstream.check_size(height, width)  # before any compute
     net = load_network(entry.ladder, weights_dir)
     # Code at the rate the header can store (a multiple of 1/256), so that the
     # decoder's gains are exactly the encoder's.

@@ -19,6 +19,17 @@ LADDER_DIR = Path(os.environ.get("CLIC_LADDER_DIR") or Path(__file__).parent / "
 WEIGHTS_DIR = Path(os.environ.get("CLIC_WEIGHTS_DIR") or Path(__file__).parent / "weights")
 
 
+def use_folders(ladders: Path | None = None, weights: Path | None = None) -> None:
+    """Look ladder / weights files up in these folders, here and in worker processes started later."""
+    global LADDER_DIR, WEIGHTS_DIR
+    if ladders is not None:
+        os.environ["CLIC_LADDER_DIR"] = str(ladders)
+        LADDER_DIR = Path(ladders)
+    if weights is not None:
+        os.environ["CLIC_WEIGHTS_DIR"] = str(weights)
+        WEIGHTS_DIR = Path(weights)
+
+
 @dataclass(frozen=True)
 class Ladder:
     """One network and the rate points it serves."""
