@@ -1,4 +1,4 @@
-"""``clic train``: train or continue a ladder's network from the command line."""
+"""``clic train`` and ``clic shift-down``: train a ladder's network, move its rate rows."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from .extend import shift_ladder_down
+from .ladder import load_ladder
 from .train import TrainConfig, train
 
 DEFAULT_DATA = [Path("../shared/datasets/bsds500"), Path("../shared/datasets/train_extra")]
@@ -45,3 +47,15 @@ def train_command(
         init=init, export=export, skip_bad_images=skip_bad_images,
     )  # fmt: skip
     train(config)
+
+
+def shift_down_command(
+    ladder: str = typer.Option("psnr", help="Ladder file (models/ladders/NAME.toml) whose rate rows to move."),
+    rows: int = typer.Option(1, help="How many rows to add below the lowest (as many top rows are dropped)."),
+    out: Optional[Path] = typer.Option(None, help="Write the shifted weights here [default: the ladder's own file]."),
+) -> None:
+    """Move a ladder's rate points down (its lowest bpp is above the budget); then fine-tune with --init."""
+    lad = load_ladder(ladder)
+    lambdas = shift_ladder_down(lad, rows, out or lad.weights_path())
+    typer.echo(f"{ladder}: rows shifted down by {rows}; lambdas now {lambdas}. "
+               f"Fine-tune: clic train --ladder {ladder} --init {out or lad.weights_path()} --no-resume ...")

@@ -20,8 +20,9 @@ from allocate.cli import app as allocate_app
 from eval.cli import eval_command, format_scores
 from eval.errors import EvalInputError, one_line_errors, show_tracebacks
 from models.bitstream import BadStreamError
-from models.cli import train_command
+from models.cli import shift_down_command, train_command
 from models.data import TrainingError
+from models.extend import ShiftError
 from models.ladder import UnknownLadderError
 from models.weights import BadWeightsError
 
@@ -35,7 +36,7 @@ from .verify import verify
 EXPECTED_ERRORS = (
     PipelineError, EvalInputError, allocate.BadTableError, allocate.InfeasibleError,
     allocate.NoSolutionError, OSError, BadStreamError, BadWeightsError, UnknownLadderError,
-    TrainingError,
+    TrainingError, ShiftError,
 )
 BUNDLED_IMAGES = Path("data") / "kodak"  # in the repository (editable install) or the working folder
 
@@ -72,6 +73,7 @@ def guarded(command: Callable[..., None]) -> Callable[..., None]:
 
 
 app.command("train")(guarded(train_command))
+app.command("shift-down")(guarded(shift_down_command))
 
 
 def resolve_images(images: Path | None) -> Path:
