@@ -3,6 +3,8 @@
 The entropy coder's integer CDF tables are stored beside the parameters, so a
 decoder uses exactly the tables the encoder used.  Export rounds the parameters
 to float16 *before* computing those tables, so nothing differs after loading.
+Constant buffers that the architecture itself fixes (the checkerboard context
+mask, about 0.9 MB) are left out and rebuilt with the network.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ from .ladder import Ladder
 
 class BadWeightsError(ValueError):
     """A weights file that is missing, unreadable or does not fit its ladder."""
+
+
+# Buffers fixed by the architecture, not by training: not stored, rebuilt by ``build``.
+CONSTANT_BUFFER_SUFFIXES = ("context_prediction.mask",)
+
+
+def is_constant_buffer(name: str) -> bool:
+    return name.endswith(CONSTANT_BUFFER_SUFFIXES)
 
 
 def build(ladder: Ladder) -> torch.nn.Module:
@@ -55,7 +65,11 @@ def export(net: torch.nn.Module, ladder: Ladder, path: Path, note: str = "") -> 
             param.copy_(param.half().float())
     net.update(force=True)
     params = {name for name, _ in net.named_parameters()}
-    state = {k: (v.half() if k in params or _exact_in_half(v) else v) for k, v in net.state_dict().items()}
+    state = {
+        k: (v.half() if k in params or _exact_in_half(v) else v)
+        for k, v in net.state_dict().items()
+        if not is_constant_buffer(k)
+    }
     atomic_save(state, path, {"ladder": ladder.name, "architecture": ladder.architecture, "note": note})
 
 
@@ -78,18 +92,23 @@ def load_into(
 ) -> list[str]:
     """Load ``state`` into ``net`` (resizing the CDF buffers), in float32.
 
-    ``allow_new``: tensors of ``net`` that ``state`` lacks (a module the ladder
-    newly enables, e.g. the post-filter) keep their initial values; their names
-    are returned.  Anything else that does not fit is an error.
+    Constant buffers (``CONSTANT_BUFFER_SUFFIXES``) keep ``net``'s own values when
+    ``state`` lacks them.  ``allow_new``: other tensors of ``net`` that ``state``
+    lacks (a module the ladder newly enables, e.g. the post-filter) keep their
+    initial values; their names are returned.  Anything else that does not fit
+    is an error.
     """
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     try:
-        missing, unexpected = net.load_state_dict(state, strict=not allow_new)
+        missing, unexpected = net.load_state_dict(state, strict=False)
     except (RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise BadWeightsError(f"{source}: does not fit the ladder's network ({first})") from None
+    missing = [k for k in missing if not is_constant_buffer(k)]
     if unexpected:
         raise BadWeightsError(f"{source}: does not fit the ladder's network (unexpected {unexpected[0]})")
+    if missing and not allow_new:
+        raise BadWeightsError(f"{source}: does not fit the ladder's network (missing {missing[0]})")
     return missing
 
 
