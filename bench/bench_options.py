@@ -1,14 +1,17 @@
 """Measure the ladder's optional modules against the same network without them.
 
     python bench/bench_options.py [--steps 500] [--images 24] [--init models/weights/psnr.safetensors]
+                                  [--variants baseline centres]
 
 Each variant of the psnr ladder (``baseline``: as committed; ``postfilter``:
-``[arch] postfilter = true``) is fine-tuned the same number of steps from the
+``[arch] postfilter = true``; ``centres``: ``[arch] centres = true``) is fine-tuned the same number of steps from the
 same weights, with the same seed and crops, then coded on Kodak at every ladder
 point (real bitstreams).  Fine-tuning the baseline too means the comparison
 isolates the option, not the extra steps.  Writes ``bench/results/options.md``
 and ``options.csv``: per point bpp / aggregate PSNR, decode s/MP, and the
-Bjøntegaard PSNR difference of each variant against the baseline.
+Bjøntegaard PSNR difference of each variant against the baseline.  With
+``--variants`` (baseline always included) the files are named after the
+variants, e.g. ``options_centres.md``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from models.weights import build, export, load_network
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DATA = [ROOT.parent / "shared" / "datasets" / "bsds500", ROOT.parent / "shared" / "datasets" / "train_extra"]
-VARIANTS = {"baseline": {}, "postfilter": {"postfilter": True}}
+VARIANTS = {"baseline": {}, "postfilter": {"postfilter": True}, "centres": {"centres": True}}
 
 
 def variant_ladder(folder: Path, flags: dict[str, bool]) -> None:
@@ -76,12 +79,13 @@ def run_variant(name: str, flags: dict, args: argparse.Namespace, images: dict, 
     return pd.DataFrame(rows)
 
 
-def report(table: pd.DataFrame, args: argparse.Namespace, n_images: int) -> str:
+def report(table: pd.DataFrame, args: argparse.Namespace, n_images: int, variants: list[str]) -> str:
     base = table[table["variant"] == "baseline"]
     lines = [
         "# Optional modules, measured",
         "",
-        f"`.venv/bin/python bench/bench_options.py --steps {args.steps} --images {n_images}`, "
+        f"`.venv/bin/python bench/bench_options.py --steps {args.steps} --images {n_images} "
+        f"--variants {' '.join(variants)}`, "
         f"{datetime.date.today().isoformat()}; {cpu_info()}; load average {load_avg()}.",
         "",
         f"Every variant fine-tuned {args.steps} steps from `{args.init}` (seed {args.seed}, same crops), "
@@ -106,16 +110,19 @@ def main() -> None:
     parser.add_argument("--init", type=Path, default=models.ladder.load_ladder("psnr").weights_path())
     parser.add_argument("--data", type=Path, action="append", default=None, help="training folder (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
+    variants = ["baseline", *(v for v in args.variants if v != "baseline")]
+    stem = "options" if len(variants) == len(VARIANTS) else "_".join(["options", *variants[1:]])
     args.data = args.data or DATA
     paths = list_images(ROOT / "data" / "kodak")[: args.images]
     images = {p.stem: load_rgb8(p) for p in paths}
     with tempfile.TemporaryDirectory() as tmp:
-        table = pd.concat([run_variant(n, f, args, images, Path(tmp)) for n, f in VARIANTS.items()])
+        table = pd.concat([run_variant(n, VARIANTS[n], args, images, Path(tmp)) for n in variants])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    table.to_csv(RESULTS / "options.csv", index=False)
-    text = report(table, args, len(images))
-    (RESULTS / "options.md").write_text(text)
+    table.to_csv(RESULTS / f"{stem}.csv", index=False)
+    text = report(table, args, len(images), variants)
+    (RESULTS / f"{stem}.md").write_text(text)
     print(text)
 
 

@@ -31,6 +31,8 @@ from compressai.models.utils import conv, deconv
 from compressai.registry import register_model
 from torch import Tensor
 
+from .centres import CentredCheckerboardLatentCodec, CentredGaussianLatentCodec
+
 # Total down-sampling factor of g_a (16) times h_a (4): inputs are padded to this.
 PAD_MULTIPLE = 64
 
@@ -112,19 +114,27 @@ class GainedAttentionCheckerboard(CompressionModel):
         n_rates: number of trained rate points (rows of gains).
         postfilter: append a :class:`PostFilter` to ``g_s`` (ladder flag
             ``postfilter = true``; measured in ``bench/results/options.md``).
+        centres: learnable reconstruction centres for the quantised latent
+            (:mod:`models.centres`; ladder flag ``centres = true``, measured there too).
     """
 
-    def __init__(self, N: int = 96, M: int = 128, n_rates: int = 5, postfilter: bool = False):
+    def __init__(
+        self, N: int = 96, M: int = 128, n_rates: int = 5, postfilter: bool = False, centres: bool = False
+    ):
         super().__init__()
         self.N, self.M, self.n_rates = N, M, n_rates
         self.g_a = _analysis(N, M)
         self.g_s = _synthesis(N, M)
         if postfilter:
             self.g_s.append(PostFilter())
+        if centres:
+            checkerboard, gaussian = CentredCheckerboardLatentCodec, CentredGaussianLatentCodec(M)
+        else:
+            checkerboard, gaussian = CheckerboardLatentCodec, GaussianConditionalLatentCodec(quantizer="ste")
         self.latent_codec = GainHyperpriorLatentCodec(
             latent_codec={
-                "y": CheckerboardLatentCodec(
-                    latent_codec={"y": GaussianConditionalLatentCodec(quantizer="ste")},
+                "y": checkerboard(
+                    latent_codec={"y": gaussian},
                     entropy_parameters=_entropy_parameters(M),
                     context_prediction=CheckerboardMaskedConv2d(
                         M, 2 * M, kernel_size=5, stride=1, padding=2

@@ -24,7 +24,7 @@ KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
 def ladders(ladder_dir):
     write_ladder(ladder_dir, "tiny", 250, lambdas=[0.001, 0.004, 0.016], rates=(0.0, 2.0))
     write_ladder(ladder_dir, "tinyms", 251, metric="msssim", lambdas=[3, 8, 24], rates=(0.0, 2.0))
-    write_ladder(ladder_dir, "tinypf", 252, lambdas=[0.001, 0.004, 0.016], rates=(0.0, 2.0), postfilter=True)
+    write_ladder(ladder_dir, "tinypf", 252, lambdas=[0.001, 0.004, 0.016], rates=(0.0, 2.0), flags=("postfilter",))
     yield ladder_dir
     torch.set_num_threads(1)
 
