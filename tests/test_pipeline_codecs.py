@@ -29,6 +29,14 @@ def test_classical_ladder_names_are_unique_and_dense():
         assert sum(n.startswith(f"{family}-") for n in names) >= 10
 
 
+def test_a_family_name_is_the_ladder_of_that_codec_alone():
+    avif = ladder_candidates("avif")
+    assert avif == [n for n in ladder_candidates("classical") if n.startswith("avif-")]
+    assert len(avif) >= 10 and avif[0] == "avif-q0"
+    assert set(avif) | set(ladder_candidates("jpeg")) | set(ladder_candidates("webp")) | set(
+        ladder_candidates("j2k")) == set(ladder_candidates("classical"))
+
+
 @pytest.mark.parametrize("name", classical.candidate_names())
 def test_every_classical_candidate_round_trips_deterministically(name, crop):
     codec = get_codec(name)

@@ -25,8 +25,9 @@ def default_ladder() -> str:
 
 def ladder_candidates(ladder: str) -> list[str]:
     """Candidate names of a ladder: ``learned``, ``classical`` or ``hybrid`` (both), a
-    learned ladder file's name (``psnr``, ``msssim``: ``models/ladders/NAME.toml``), or
-    an explicit comma-separated list of candidate names (``jpeg-q35,avif-q30``)."""
+    learned ladder file's name (``psnr``, ``msssim``: ``models/ladders/NAME.toml``), one
+    classical family (``jpeg``, ``webp``, ``avif``, ``j2k``), or an explicit
+    comma-separated list of candidate names (``jpeg-q35,avif-q30``)."""
     if ladder == "learned":
         return learned.candidate_names()
     if ladder in learned.ladder_names():
@@ -35,6 +36,8 @@ def ladder_candidates(ladder: str) -> list[str]:
         return classical.candidate_names()
     if ladder == "hybrid":
         return learned.candidate_names() + classical.candidate_names()
+    if ladder in classical.FAMILIES:
+        return classical.candidate_names(ladder)
     if "," in ladder or "-" in ladder:
         names = list(dict.fromkeys(n.strip() for n in ladder.split(",") if n.strip()))
         for name in names:
@@ -42,7 +45,8 @@ def ladder_candidates(ladder: str) -> list[str]:
         if names:
             return names
     raise PipelineError(
-        f"unknown ladder {ladder!r}; choose one of {', '.join(LADDERS + tuple(learned.ladder_names()))} "
+        f"unknown ladder {ladder!r}; choose one of "
+        f"{', '.join(LADDERS + tuple(learned.ladder_names()) + tuple(classical.FAMILIES))} "
         "or list candidates (jpeg-q35,avif-q30)"
     )
 

@@ -110,8 +110,9 @@ def candidates() -> list[PillowCodec]:
     return [PillowCodec(f, s) for f in FAMILIES.values() for s in f.grid]
 
 
-def candidate_names() -> list[str]:
-    return [c.name for c in candidates()]
+def candidate_names(family: str | None = None) -> list[str]:
+    """Every classical candidate's name, or those of one family (``avif``, ``jpeg``…)."""
+    return [c.name for c in candidates() if family in (None, c.family)]
 
 
 def make_codec(name: str) -> PillowCodec:
