@@ -1,4 +1,4 @@
-"""``clic train`` and ``clic shift-down``: train a ladder's network, move its rate rows."""
+"""``clic train``, ``clic shift-down`` and ``clic ladders``: train, move and list ladders."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Optional
 import typer
 
 from .extend import shift_ladder_down
-from .ladder import load_ladder
+from .ladder import available_ladders, load_ladder
 from .train import TrainConfig, train
+from .weights import weights_note
 
 DEFAULT_DATA = [Path("../shared/datasets/bsds500"), Path("../shared/datasets/train_extra")]
 
@@ -59,3 +60,15 @@ def shift_down_command(
     lambdas = shift_ladder_down(lad, rows, out or lad.weights_path())
     typer.echo(f"{ladder}: rows shifted down by {rows}; lambdas now {lambdas}. "
                f"Fine-tune: clic train --ladder {ladder} --init {out or lad.weights_path()} --no-resume ...")
+
+
+def ladders_command() -> None:
+    """List the ladder files: metric, λ per gain row, offered rate points, weights."""
+    for ladder in available_ladders().values():
+        path = ladder.weights_path()
+        weights = f"{path} ({path.stat().st_size:,} B; {weights_note(path)})" if path.is_file() else "not trained"
+        typer.echo(f"{ladder.name} (model id {ladder.model_id}, {ladder.architecture} "
+                   f"{', '.join(f'{k}={v}' for k, v in ladder.arch)}, metric {ladder.metric})")
+        typer.echo(f"  lambdas: {', '.join(f'{v:g}' for v in ladder.lambdas)}")
+        typer.echo(f"  points:  {', '.join(f'{e.name} (rate {e.rate:g})' for e in ladder.entries)}")
+        typer.echo(f"  weights: {weights}")

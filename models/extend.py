@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .ladder import Ladder, ladder_file
-from .weights import BadWeightsError, atomic_save, load_state
+from .weights import BadWeightsError, atomic_save, load_state, weights_note
 
 class ShiftError(ValueError):
     """A shift the ladder cannot take (too many rows, or a ladder file without one λ line)."""
@@ -65,7 +65,7 @@ def shift_ladder_down(ladder: Ladder, k: int, weights_out: Path) -> list[float]:
     source = ladder.weights_path()
     shifted = shift_weights(load_state(source), k, source)
     atomic_save(shifted, weights_out, {"ladder": ladder.name, "architecture": ladder.architecture,
-                                       "note": f"rows shifted down by {k}; fine-tune before use"})
+                                       "note": f"rows shifted down by {k} from {source.name} ({weights_note(source)})"})
     lambdas = shift_lambdas(ladder.lambdas, k)
     rewrite_lambdas(ladder_file(ladder.name), lambdas)
     return lambdas

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .architecture import PAD_MULTIPLE
 from .data import CropSampler, TrainingError
 from .ladder import Ladder, load_ladder
-from .weights import BadWeightsError, atomic_save, build, export, load_into, load_state
+from .weights import BadWeightsError, atomic_save, build, export, load_into, load_state, weights_note
 
 MSSSIM_MIN_CROP = 161  # 5 scales of an 11-px window
 
@@ -90,11 +90,13 @@ class Trainer:
         self.aux_opt = torch.optim.Adam([params[n] for n in sorted(aux)], 1e-3)
         self.lambdas = torch.tensor(self.ladder.lambdas)
         self.step = 0
+        self.origin = ""  # the weights this run started from (``--init``) and their note
         self.checkpoint = config.out / "checkpoint.safetensors"
         if config.resume and self.checkpoint.is_file():
             self._load_checkpoint()
         elif config.init is not None:
             fresh = load_into(self.net, load_state(config.init), config.init, allow_new=True)
+            self.origin = f"{config.init.name}: {weights_note(config.init)}"
             if fresh:
                 tqdm.write(f"{config.init}: {len(fresh)} tensors not in these weights start fresh ({fresh[0]}, ...)")
 
@@ -110,12 +112,13 @@ class Trainer:
     def save_checkpoint(self) -> None:
         tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
         tensors.update(self._optim_tensors())
-        meta = {"step": str(self.step), "config": json.dumps(asdict(self.cfg), default=str)}
+        meta = {"step": str(self.step), "origin": self.origin, "config": json.dumps(asdict(self.cfg), default=str)}
         atomic_save(tensors, self.checkpoint, meta)
         if self.cfg.export is not None:
             snapshot = build(self.ladder)
             snapshot.load_state_dict(self.net.state_dict())
-            export(snapshot, self.ladder, self.cfg.export, note=f"step {self.step}")
+            origin = f" after {self.origin}" if self.origin else ""
+            export(snapshot, self.ladder, self.cfg.export, note=f"step {self.step}{origin}")
 
     def _load_checkpoint(self) -> None:
         from safetensors import SafetensorError, safe_open
@@ -123,7 +126,8 @@ class Trainer:
         state = load_state(self.checkpoint)  # BadWeightsError (one line) for a damaged file
         try:
             with safe_open(str(self.checkpoint), "pt") as f:
-                self.step = int((f.metadata() or {})["step"])
+                meta = f.metadata() or {}
+                self.step, self.origin = int(meta["step"]), meta.get("origin", "")
         except (SafetensorError, OSError, KeyError, ValueError) as exc:
             raise BadWeightsError(f"{self.checkpoint}: not a checkpoint of this trainer (no step: {exc})") from None
         load_into(self.net, {k[4:]: v for k, v in state.items() if k.startswith("net.")}, self.checkpoint)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from compressai.registry import MODELS
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .architecture import GainedAttentionCheckerboard  # noqa: F401  (registers the model)
@@ -110,6 +110,15 @@ def load_into(
     if missing and not allow_new:
         raise BadWeightsError(f"{source}: does not fit the ladder's network (missing {missing[0]})")
     return missing
+
+
+def weights_note(path: Path) -> str:
+    """The note an export wrote into a weights file's metadata (e.g. its training step)."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("note") or "no note"
+    except (SafetensorError, OSError) as exc:
+        raise BadWeightsError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
 def weights_digest(path: Path) -> str:

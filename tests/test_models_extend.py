@@ -12,7 +12,7 @@ import models.ladder
 from eval.images import load_rgb8
 from models.extend import ShiftError, shift_lambdas, shift_rows
 from models.ladder import load_ladder
-from models.weights import build, export, load_network, load_state
+from models.weights import build, export, load_network, load_state, weights_note
 from pipeline.cli import app
 from corpus import KODAK
 from tiny_ladder import write_ladder
@@ -62,6 +62,7 @@ def test_shift_down_command_keeps_old_rates_one_row_up(ladder_dir, tmp_path, mon
     load_network.cache_clear()
     after = codec.decode_stream(codec.encode_image(ladder.entries[1], image, shifted), shifted)
     assert np.array_equal(before, after)
+    assert weights_note(shifted / "tiny.safetensors") == "rows shifted down by 1 from tiny.safetensors (no note)"
     old, new = load_state(weights / "tiny.safetensors"), load_state(shifted / "tiny.safetensors")
     assert torch.equal(new["y_gain"][1:], old["y_gain"][:2].abs())
     assert (new["y_gain"][0].float() < old["y_gain"][0].float().abs()).all()  # finer steps below the old lowest
@@ -77,3 +78,20 @@ def test_shift_down_command_rejects_too_many_rows_in_one_line(ladder_dir, tmp_pa
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == ["error: can shift by 1 to 1 rows, not 3"]
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_ladders_command_lists_points_and_weights(ladder_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(models.ladder, "WEIGHTS_DIR", tmp_path)
+    write_ladder(ladder_dir, "tiny", 250, lambdas=[0.001, 0.002, 0.004], N=8, M=12, rates=(0.0, 1.5))
+    write_ladder(ladder_dir, "wide", 251, metric="msssim", lambdas=[3, 8], N=8, M=16)
+    ladder = load_ladder("tiny")
+    export(build(ladder), ladder, tmp_path / "tiny.safetensors", note="step 7")
+    result = CliRunner().invoke(app, ["ladders"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "tiny (model id 250, gained-attn-checkerboard M=12, N=8, n_rates=3, metric mse)"
+    assert lines[1:3] == ["  lambdas: 0.001, 0.002, 0.004",
+                          "  points:  learned-tiny-q1 (rate 0), learned-tiny-q2 (rate 1.5)"]
+    size = (tmp_path / "tiny.safetensors").stat().st_size
+    assert lines[3] == f"  weights: {tmp_path / 'tiny.safetensors'} ({size:,} B; step 7)"
+    assert lines[4].startswith("wide (model id 251") and lines[-1] == "  weights: not trained"

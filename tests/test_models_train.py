@@ -13,7 +13,7 @@ import models.ladder
 from eval.images import load_rgb8
 from models.data import CropSampler
 from models.train import MSSSIM_MIN_CROP, TrainConfig, Trainer, bits_per_pixel, distortion, train
-from models.weights import BadWeightsError, export, load_network
+from models.weights import BadWeightsError, export, load_network, weights_note
 from tiny_ladder import write_ladder
 
 torch.set_num_threads(1)
@@ -111,6 +111,16 @@ def test_checkpoint_exports_float16_weights_that_load(ladders, tmp_path):
     for name, p in trainer.net.named_parameters():
         assert torch.equal(net.get_parameter(name), p.detach().half().float()), name
     assert trainer.net.training  # exporting does not touch the training network
+
+
+def test_exported_weights_say_what_they_started_from_even_after_a_resume(ladders, tmp_path):
+    export_to = tmp_path / "w" / "tiny.safetensors"
+    train(config(tmp_path / "a", steps=2, export=tmp_path / "first.safetensors"))
+    assert weights_note(tmp_path / "first.safetensors") == "step 2"
+    train(config(tmp_path / "b", steps=3, init=tmp_path / "first.safetensors", export=export_to))
+    assert weights_note(export_to) == "step 3 after first.safetensors: step 2"
+    train(config(tmp_path / "b", steps=5, init=tmp_path / "first.safetensors", export=export_to))  # resumed
+    assert weights_note(export_to) == "step 5 after first.safetensors: step 2"
 
 
 def test_training_from_exported_weights_stays_finite(ladders, tmp_path):
