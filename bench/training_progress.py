@@ -7,7 +7,9 @@ pipeline's own cached grid (so the numbers are real file sizes and decoded
 pixels), then appends to ``bench/results/training_progress.csv``: per rate
 point bpp / aggregate PSNR / MS-SSIM, and the exact 0.15 bpp allocation for
 learned-only, AVIF-only and hybrid (learned + AVIF) candidates.  Redraws
-``training_progress.png`` (allocated PSNR at 0.15 bpp vs training steps).
+``training_progress.png`` (allocated PSNR at 0.15 bpp vs training steps) and
+writes ``gap_per_image.csv``: each image's PSNR at 0.15 bpp for both ladders
+(interpolated along each ladder), to see where the learned codec loses.
 """
 
 from __future__ import annotations
@@ -66,6 +68,28 @@ def progress_row(table: pd.DataFrame, steps: int, note: str) -> dict:
     return row
 
 
+def psnr_at_budget(rows: pd.DataFrame) -> float:
+    """One image's PSNR at 0.15 bpp, interpolated in log-bpp between its two nearest
+    settings (NaN when the ladder does not bracket 0.15 bpp on that image)."""
+    rate = np.log(8 * rows["bytes"] / rows["pixels"])
+    psnr = 10 * np.log10(255.0**2 * 3 * rows["pixels"] / rows["sse"])
+    order = np.argsort(rate.to_numpy())
+    rate, psnr = rate.to_numpy()[order], psnr.to_numpy()[order]
+    target = np.log(BUDGET_BPP)
+    return float(np.interp(target, rate, psnr)) if rate[0] <= target <= rate[-1] else float("nan")
+
+
+def gap_per_image(table: pd.DataFrame) -> pd.DataFrame:
+    """Per image: learned and AVIF PSNR at 0.15 bpp (each ladder interpolated) and their difference."""
+    rows = []
+    for image, cells in table.groupby("image", sort=True):
+        learned = psnr_at_budget(cells[cells["family"] == "learned"])
+        avif = psnr_at_budget(cells[cells["family"] == "avif"])
+        rows.append({"image": image, "learned PSNR @0.15": round(learned, 3), "AVIF PSNR @0.15": round(avif, 3),
+                     "learned - AVIF (dB)": round(learned - avif, 3)})
+    return pd.DataFrame(rows).sort_values("learned - AVIF (dB)")
+
+
 def plot(history: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(history["steps"], history["learned PSNR @0.15"], "o-", label="learned ladder, allocated")
@@ -112,7 +136,7 @@ def main() -> None:
         if args.weights is not None:  # evaluate other weights under the ladder's own file name
             shutil.copyfile(args.weights, Path(tmp) / models.ladder.load_ladder("psnr").weights)
             models.ladder.use_folders(weights=Path(tmp))
-        candidates = ladder_candidates("learned") + [c for c in ladder_candidates("classical") if c.startswith("avif-")]
+        candidates = ladder_candidates("learned") + ladder_candidates("avif")
         grid = run_grid(list_images(args.images), candidates, args.cache, args.n_jobs)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     row = progress_row(grid.table, args.steps, args.note or f"commit {commit}")
@@ -121,7 +145,10 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     history.to_csv(csv, index=False)
     plot(history, RESULTS / "training_progress.png")
+    gaps = gap_per_image(grid.table)
+    gaps.to_csv(RESULTS / "gap_per_image.csv", index=False)
     print(pd.Series(row).to_string())
+    print(gaps.to_string(index=False))
     print(projection(history, args.steps_per_hour))
 
 
