@@ -335,8 +335,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"- command: `{cmd}`",
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}, commit {commit} (+ working tree)",
-        f"- machine: {cpu_info()}; load average at the end {load_avg()}"
-        " (shared with a background training run: speeds are pessimistic and noisy)",
+        f"- machine: {cpu_info()}; load average at the end {load_avg()} (this benchmark's"
+        " own threads included)",
         f"- images: {len(images)} from `{args.images.relative_to(ROOT) if args.images.is_relative_to(ROOT) else args.images}`"
         f"{' (every third: --quick)' if args.quick else ''}, {total_pixels / 1e6:.2f} MP",
         f"- learned weights: `{weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights}`"
