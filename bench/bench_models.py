@@ -69,14 +69,6 @@ def default_weights() -> Path:
     return committed if committed.is_file() else ROOT / "runs" / "psnr" / "export.safetensors"
 
 
-def weights_note(path: Path) -> str:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    return meta.get("note", "")
-
-
 # -- measuring one candidate on every image ------------------------------------------------
 
 def measure(codec, images: dict[str, np.ndarray], with_msssim: bool) -> list[dict]:
@@ -295,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     images = {p.stem: load_rgb8(p) for p in paths}
     total_pixels = sum(im.shape[0] * im.shape[1] for im in images.values())
     print(f"{len(images)} images, {total_pixels / 1e6:.2f} MP; weights {weights}", flush=True)
+
+    from models.weights import weights_note
 
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -71,10 +71,9 @@ def progress_row(table: pd.DataFrame, steps: int, note: str) -> dict:
 def psnr_at_budget(rows: pd.DataFrame) -> float:
     """One image's PSNR at 0.15 bpp, interpolated in log-bpp between its two nearest
     settings (NaN when the ladder does not bracket 0.15 bpp on that image)."""
-    rate = np.log(8 * rows["bytes"] / rows["pixels"])
-    psnr = 10 * np.log10(255.0**2 * 3 * rows["pixels"] / rows["sse"])
-    order = np.argsort(rate.to_numpy())
-    rate, psnr = rate.to_numpy()[order], psnr.to_numpy()[order]
+    rows = rows.assign(rate=[np.log(bpp(b, p)) for b, p in zip(rows["bytes"], rows["pixels"])],
+                       psnr=[aggregate_psnr(s, p) for s, p in zip(rows["sse"], rows["pixels"])]).sort_values("rate")
+    rate, psnr = rows["rate"].to_numpy(), rows["psnr"].to_numpy()
     target = np.log(BUDGET_BPP)
     return float(np.interp(target, rate, psnr)) if rate[0] <= target <= rate[-1] else float("nan")
 

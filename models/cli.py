@@ -57,9 +57,10 @@ def shift_down_command(
 ) -> None:
     """Move a ladder's rate points down (its lowest bpp is above the budget); then fine-tune with --init."""
     lad = load_ladder(ladder)
-    lambdas = shift_ladder_down(lad, rows, out or lad.weights_path())
+    out = out or lad.weights_path()
+    lambdas = shift_ladder_down(lad, rows, out)
     typer.echo(f"{ladder}: rows shifted down by {rows}; lambdas now {lambdas}. "
-               f"Fine-tune: clic train --ladder {ladder} --init {out or lad.weights_path()} --no-resume ...")
+               f"Fine-tune: clic train --ladder {ladder} --init {out} --no-resume ...")
 
 
 def ladders_command() -> None:

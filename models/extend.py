@@ -1,7 +1,7 @@
 """Move a ladder's trained rate rows down, so its lowest point reaches a lower budget.
 
 A variable-rate network keeps one row of gains per trained λ.  When its lowest
-point is still above the target bpp, ``shift_down`` drops the top ``k`` rows
+point is still above the target bpp, ``shift_ladder_down`` drops the top ``k`` rows
 and adds ``k`` rows below the lowest one, extrapolated geometrically (row −1 =
 row 0 · row 0 / row 1, as the network interpolates between rows); the ladder
 file's λ list moves the same way.  Fine-tune afterwards (``clic train --init``)
@@ -17,6 +17,7 @@ import torch
 
 from .ladder import Ladder, ladder_file
 from .weights import BadWeightsError, atomic_save, load_state, weights_note
+
 
 class ShiftError(ValueError):
     """A shift the ladder cannot take (too many rows, or a ladder file without one λ line)."""

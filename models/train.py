@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .architecture import PAD_MULTIPLE
 from .data import CropSampler, TrainingError
 from .ladder import Ladder, load_ladder
-from .weights import BadWeightsError, atomic_save, build, export, load_into, load_state, weights_note
+from .weights import BadWeightsError, atomic_save, build, export, load_into, load_state, weights_metadata, weights_note
 
 MSSSIM_MIN_CROP = 161  # 5 scales of an 11-px window
 
@@ -121,14 +121,11 @@ class Trainer:
             export(snapshot, self.ladder, self.cfg.export, note=f"step {self.step}{origin}")
 
     def _load_checkpoint(self) -> None:
-        from safetensors import SafetensorError, safe_open
-
         state = load_state(self.checkpoint)  # BadWeightsError (one line) for a damaged file
+        meta = weights_metadata(self.checkpoint)
         try:
-            with safe_open(str(self.checkpoint), "pt") as f:
-                meta = f.metadata() or {}
-                self.step, self.origin = int(meta["step"]), meta.get("origin", "")
-        except (SafetensorError, OSError, KeyError, ValueError) as exc:
+            self.step, self.origin = int(meta["step"]), meta.get("origin", "")
+        except (KeyError, ValueError) as exc:
             raise BadWeightsError(f"{self.checkpoint}: not a checkpoint of this trainer (no step: {exc})") from None
         load_into(self.net, {k[4:]: v for k, v in state.items() if k.startswith("net.")}, self.checkpoint)
         for tag, opt in (("opt", self.opt), ("aux", self.aux_opt)):

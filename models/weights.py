@@ -112,13 +112,18 @@ def load_into(
     return missing
 
 
-def weights_note(path: Path) -> str:
-    """The note an export wrote into a weights file's metadata (e.g. its training step)."""
+def weights_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file (export note, checkpoint step…)."""
     try:
         with safe_open(str(path), "pt") as f:
-            return (f.metadata() or {}).get("note") or "no note"
+            return f.metadata() or {}
     except (SafetensorError, OSError) as exc:
         raise BadWeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def weights_note(path: Path) -> str:
+    """The note an export wrote into a weights file's metadata (e.g. its training step)."""
+    return weights_metadata(path).get("note") or "no note"
 
 
 def weights_digest(path: Path) -> str:
