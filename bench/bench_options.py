@@ -4,7 +4,8 @@
                                   [--variants baseline centres]
 
 Each variant of the psnr ladder (``baseline``: as committed; ``postfilter``:
-``[arch] postfilter = true``; ``centres``: ``[arch] centres = true``) is fine-tuned the same number of steps from the
+``[arch] postfilter = true``; ``centres``: ``[arch] centres = true``; ``laplacian``:
+``[arch] laplacian = true``) is fine-tuned the same number of steps from the
 same weights, with the same seed and crops, then coded on Kodak at every ladder
 point (real bitstreams).  Fine-tuning the baseline too means the comparison
 isolates the option, not the extra steps.  Writes ``bench/results/options.md``
@@ -36,7 +37,12 @@ from models.weights import build, export, load_network
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DATA = [ROOT.parent / "shared" / "datasets" / "bsds500", ROOT.parent / "shared" / "datasets" / "train_extra"]
-VARIANTS = {"baseline": {}, "postfilter": {"postfilter": True}, "centres": {"centres": True}}
+VARIANTS = {
+    "baseline": {},
+    "postfilter": {"postfilter": True},
+    "centres": {"centres": True},
+    "laplacian": {"laplacian": True},
+}
 
 
 def variant_ladder(folder: Path, flags: dict[str, bool]) -> None:

@@ -32,6 +32,7 @@ from compressai.registry import register_model
 from torch import Tensor
 
 from .centres import CentredCheckerboardLatentCodec, CentredGaussianLatentCodec
+from .laplacian import LaplacianConditional
 
 # Total down-sampling factor of g_a (16) times h_a (4): inputs are padded to this.
 PAD_MULTIPLE = 64
@@ -116,10 +117,18 @@ class GainedAttentionCheckerboard(CompressionModel):
             ``postfilter = true``; measured in ``bench/results/options.md``).
         centres: learnable reconstruction centres for the quantised latent
             (:mod:`models.centres`; ladder flag ``centres = true``, measured there too).
+        laplacian: a conditional Laplacian instead of a Gaussian for ``y``
+            (:mod:`models.laplacian`; ladder flag ``laplacian = true``, measured there too).
     """
 
     def __init__(
-        self, N: int = 96, M: int = 128, n_rates: int = 5, postfilter: bool = False, centres: bool = False
+        self,
+        N: int = 96,
+        M: int = 128,
+        n_rates: int = 5,
+        postfilter: bool = False,
+        centres: bool = False,
+        laplacian: bool = False,
     ):
         super().__init__()
         self.N, self.M, self.n_rates = N, M, n_rates
@@ -127,10 +136,12 @@ class GainedAttentionCheckerboard(CompressionModel):
         self.g_s = _synthesis(N, M)
         if postfilter:
             self.g_s.append(PostFilter())
+        conditional = {"gaussian_conditional": LaplacianConditional(None)} if laplacian else {}
         if centres:
-            checkerboard, gaussian = CentredCheckerboardLatentCodec, CentredGaussianLatentCodec(M)
+            checkerboard, gaussian = CentredCheckerboardLatentCodec, CentredGaussianLatentCodec(M, **conditional)
         else:
-            checkerboard, gaussian = CheckerboardLatentCodec, GaussianConditionalLatentCodec(quantizer="ste")
+            checkerboard = CheckerboardLatentCodec
+            gaussian = GaussianConditionalLatentCodec(quantizer="ste", **conditional)
         self.latent_codec = GainHyperpriorLatentCodec(
             latent_codec={
                 "y": checkerboard(
@@ -191,8 +202,13 @@ class GainedAttentionCheckerboard(CompressionModel):
         self.g_s.to(memory_format=torch.channels_last)
         return self
 
-    def compress(self, x: Tensor, rate: float) -> dict:
-        y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
+    def analyse(self, x: Tensor) -> Tensor:
+        """The latent ``y = g_a(x)`` (contiguous, as the entropy path expects)."""
+        return self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+    def compress(self, x: Tensor, rate: float, y: Tensor | None = None) -> dict:
+        """Code ``x`` at ``rate``; ``y`` codes that latent instead of ``g_a(x)`` (see ``models.refine``)."""
+        y = self.analyse(x) if y is None else y
         gains = self.gains(torch.tensor([rate], device=x.device))
         return self.latent_codec.compress(y, *gains)
 

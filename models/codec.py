@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ from .architecture import PAD_MULTIPLE
 from .bitstream import BadStreamError, Header, is_learned_stream  # noqa: F401  (public API)
 from .ladder import LadderEntry, UnknownLadderError, ladder_by_model_id
 from .weights import load_network, weights_digest
+
+if TYPE_CHECKING:
+    from .refine import Refinement
 
 
 CODING_THREADS = 1  # torch threads for every encode and decode (see the module docstring)
@@ -72,22 +76,50 @@ def _latent_shapes(net: torch.nn.Module, height: int, width: int) -> dict:
     return {"y": (net.M, hp // 16, wp // 16), "hyper": (hp // 64, wp // 64)}
 
 
-@torch.inference_mode()
-def encode_image(entry: LadderEntry, image: np.ndarray, weights_dir: Path | None = None) -> bytes:
-    """Encode one H×W×3 uint8 image at one ladder point."""
+def encode_image(
+    entry: LadderEntry, image: np.ndarray, weights_dir: Path | None = None, refine: Refinement | None = None
+) -> bytes:
+    """Encode one H×W×3 uint8 image at one ladder point.
+
+    ``refine``: spend encode time on a per-image latent (``models.refine``); the
+    refined stream is kept only if its real rate–distortion cost is lower.
+    """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an H×W×3 uint8 image, got {image.shape} {image.dtype}")
-    height, width = image.shape[:2]
-    bitstream.check_size(height, width)  # before any compute
+    bitstream.check_size(*image.shape[:2])  # before any compute
+    data = encode_latent(entry, image, None, weights_dir)
+    if refine is None or refine.steps <= 0:
+        return data
+    from .refine import rd_cost, refinable, refine_latent  # encoder only: the packaged decoder never imports it
+
+    if not refinable(entry.ladder, image.shape[:2]):
+        return data
     net = load_network(entry.ladder, weights_dir)
-    # Code at the rate the header can store (a multiple of 1/256), so that the
-    # decoder's gains are exactly the encoder's.
-    rate = bitstream.rate_code(entry.rate) / 256
     with coding_threads():
-        out = net.compress(_pad(to_tensor(image)), rate)
+        y = refine_latent(net, entry.ladder, _pad(to_tensor(image)), image.shape[:2], coded_rate(entry), refine)
+    refined = encode_latent(entry, image, y, weights_dir)
+    costs = [rd_cost(entry.ladder, coded_rate(entry), image, decode_stream(d, weights_dir), len(d)) for d in (data, refined)]
+    return refined if costs[1] < costs[0] else data
+
+
+def coded_rate(entry: LadderEntry) -> float:
+    """The entry's rate as the header stores it (a multiple of 1/256), so that the
+    decoder's gains are exactly the encoder's."""
+    return bitstream.rate_code(entry.rate) / 256
+
+
+@torch.inference_mode()
+def encode_latent(
+    entry: LadderEntry, image: np.ndarray, y: torch.Tensor | None, weights_dir: Path | None = None
+) -> bytes:
+    """The file for ``image`` coding latent ``y`` (``None``: the network's own ``g_a(x)``)."""
+    height, width = image.shape[:2]
+    net = load_network(entry.ladder, weights_dir)
+    rate = coded_rate(entry)
+    with coding_threads():
+        out = net.compress(_pad(to_tensor(image)), rate, y)
     streams = [s[0] for s in out["strings"]]
-    header = Header(entry.ladder.model_id, rate, height, width)
-    return bitstream.pack(header, streams)
+    return bitstream.pack(Header(entry.ladder.model_id, rate, height, width), streams)
 
 
 @torch.inference_mode()
@@ -109,23 +141,32 @@ def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
 
 
 class LearnedCodec:
-    """One learned ladder point behind the pipeline's ``Codec`` interface."""
+    """One learned ladder point behind the pipeline's ``Codec`` interface.
+
+    ``refine``: encode with latent refinement (``models.refine``); the name gains
+    ``-refineN`` and the fingerprint the settings, the decoder stays the same.
+    """
 
     family = "learned"
 
-    def __init__(self, entry: LadderEntry, weights_dir: Path | None = None):
+    def __init__(self, entry: LadderEntry, weights_dir: Path | None = None, refine: Refinement | None = None):
         self.entry, self.weights_dir = entry, weights_dir
-        self.name, self.rate_label = entry.name, entry.rate_label
+        self.refine = refine if refine is not None and refine.steps > 0 else None
+        self.name = self.refine.name(entry.name) if self.refine else entry.name
+        self.rate_label = entry.rate_label
 
     @property
     def fingerprint(self) -> str:
-        """Changes with the weights file, the rate, the bitstream version and the decoder revision."""
+        """Changes with the weights file, the rate, the bitstream version, the decoder revision
+        and the refinement settings."""
         digest = weights_digest(self.entry.ladder.weights_path(self.weights_dir))
         rate = bitstream.rate_code(self.entry.rate)
-        return f"lic v{bitstream.VERSION} decoder r{DECODER_REVISION} rate {rate} weights {digest}"
+        refine = self.refine
+        refine = f" refine {refine.steps} lr {refine.lr:g} decay {refine.decay:g}" if refine else ""
+        return f"lic v{bitstream.VERSION} decoder r{DECODER_REVISION} rate {rate} weights {digest}{refine}"
 
     def encode(self, image: np.ndarray) -> bytes:
-        return encode_image(self.entry, image, self.weights_dir)
+        return encode_image(self.entry, image, self.weights_dir, self.refine)
 
     def decode(self, data: bytes) -> np.ndarray:
         return decode_stream(data, self.weights_dir)

@@ -47,6 +47,13 @@ class Ladder:
     def entries(self) -> list[LadderEntry]:
         return [LadderEntry(self, i, r) for i, r in enumerate(self.rates)]
 
+    def lambda_at(self, rate: float) -> float:
+        """λ of a (possibly fractional) rate: geometric between rows, as the gains are."""
+        rate = min(max(rate, 0.0), len(self.lambdas) - 1.0)
+        lo = min(int(rate), len(self.lambdas) - 2)
+        t = rate - lo
+        return self.lambdas[lo] ** (1 - t) * self.lambdas[lo + 1] ** t
+
     def weights_path(self, weights_dir: Path | None = None) -> Path:
         return (weights_dir or WEIGHTS_DIR) / self.weights
 

@@ -145,8 +145,13 @@ def _digest(path: Path, size: int, mtime_ns: int) -> str:
 
 @lru_cache(maxsize=8)
 def load_network(ladder: Ladder, weights_dir: Path | None = None) -> torch.nn.Module:
-    """The trained network of a ladder, ready to code (cached per process)."""
+    """The trained network of a ladder, ready to code (cached per process).
+
+    Built outside inference mode even when the first caller is in it (a decoder), so
+    the cached network's tensors stay usable by autograd (``models.refine``).
+    """
     path = ladder.weights_path(weights_dir)
-    net = build(ladder)
-    load_into(net, load_state(path), path)
-    return net.ready_for_coding()
+    with torch.inference_mode(False):
+        net = build(ladder)
+        load_into(net, load_state(path), path)
+        return net.ready_for_coding()

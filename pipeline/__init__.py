@@ -6,7 +6,8 @@
            │   (joblib or dask workers get      one bitstream + one RD record per cell,
            │    paths + candidate names;        atomic; finished cells are skipped
            │    codecs.get_codec: learned                │
-           │    ladder via models/,                      ▼
+           │    ladder via models/ (-refineN:            │
+           │    latents refined, models.refine),         ▼
            │    classical via Pillow)            out/rd.csv  (image, candidate, family, rate_label,
            │                                      bytes, pixels, width, height, sse, msssim, enc_s, dec_s)
            │                                             │

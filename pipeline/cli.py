@@ -118,6 +118,11 @@ SchedulerOpt = Annotated[
     typer.Option("--scheduler", help="Encode and decode on the dask cluster of this scheduler, e.g. "
                  "tcp://HOST:8786; the folders given must be on storage shared by its workers."),
 ]
+RefineOpt = Annotated[
+    int,
+    typer.Option("--refine", min=0, help="Latent-refinement steps per learned encode (encoder only: same decoder; "
+                 "slower encoding, never a worse rate-distortion cost per image). 0: off."),
+]
 WorkersOpt = Annotated[
     Optional[int], typer.Option("--workers", min=1, help="Encode and decode on a local dask cluster of N worker processes."),
 ]
@@ -129,6 +134,7 @@ def encode_command(
     out: OutOpt = Path("out"),
     cache: CacheOpt = Path("cache"),
     ladder: LadderOpt = None,
+    refine: RefineOpt = 0,
     n_jobs: JobsOpt = 2,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -136,7 +142,7 @@ def encode_command(
     """Encode every image with every candidate of a ladder and write the RD table (OUT/rd.csv)."""
     with expected_errors(), connect(scheduler, workers, typer.echo) as client:
         jobs = n_jobs if client is None else client
-        grid, table_path = encode(resolve_images(images), ladder or default_ladder(), cache, out, jobs)
+        grid, table_path = encode(resolve_images(images), ladder or default_ladder(), cache, out, jobs, refine)
         typer.echo(f"{len(grid.table)} cells ({grid.encoded} encoded now) -> {table_path}")
 
 
@@ -146,6 +152,7 @@ def submission_command(
     out: OutOpt = Path("out"),
     cache: CacheOpt = Path("cache"),
     ladder: LadderOpt = None,
+    refine: RefineOpt = 0,
     bpp: Annotated[Optional[float], typer.Option(min=0, help=f"Budget: bits per pixel of the whole set (default {DEFAULT_BPP}).")] = None,
     n_bytes: Annotated[Optional[int], typer.Option("--bytes", min=0, help="Budget: total bytes of all image files.")] = None,
     transparent: Annotated[bool, typer.Option("--transparent", help="Fewest bytes meeting --psnr and --msssim instead of a budget.")] = False,
@@ -163,7 +170,7 @@ def submission_command(
     with expected_errors():
         settings = Settings(
             images=resolve_images(images), out=out, cache=cache, ladder=ladder or default_ladder(),
-            target=resolve_target(bpp, n_bytes, transparent, psnr, msssim), objective=objective,
+            target=resolve_target(bpp, n_bytes, transparent, psnr, msssim), refine=refine, objective=objective,
             solver=solver, n_jobs=n_jobs, scheduler=scheduler, workers=workers, entry=entry,
             leaderboard=leaderboard,
         )

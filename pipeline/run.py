@@ -13,7 +13,7 @@ from eval import atomic
 from eval.images import list_images
 
 from .allocation import Target, check_options, request, solve
-from .codecs import ladder_candidates
+from .codecs import ladder_candidates, with_refinement
 from .distributed import connect, decoder_for, prepare_workers
 from .grid import GridResult, run_grid
 from .package import package
@@ -32,6 +32,7 @@ class Settings:
     cache: Path
     ladder: str
     target: Target
+    refine: int = 0  # latent-refinement steps for learned candidates (models.refine); 0: off
     objective: str = "sse"
     solver: str = "exact"
     n_jobs: int = 2
@@ -45,7 +46,8 @@ class Settings:
 
     @property
     def entry_name(self) -> str:
-        return self.entry or f"clicpack {self.ladder} {self.target.describe()}"
+        refined = f" refine{self.refine}" if self.refine > 0 else ""
+        return self.entry or f"clicpack {self.ladder}{refined} {self.target.describe()}"
 
 
 @dataclass
@@ -67,13 +69,16 @@ def timed(stage_s: dict[str, float], stage: str) -> Iterator[None]:
     stage_s[stage] = time.perf_counter() - start
 
 
-def encode(images: Path, ladder: str, cache: Path, out: Path, n_jobs: Jobs) -> tuple[GridResult, Path]:
+def encode(
+    images: Path, ladder: str, cache: Path, out: Path, n_jobs: Jobs, refine: int = 0
+) -> tuple[GridResult, Path]:
     """Fill the encode grid and write its RD table to ``out/rd.csv``.
 
     ``n_jobs``: local worker processes, or a dask ``Client`` (see :mod:`pipeline.distributed`).
+    ``refine``: latent-refinement steps for the learned candidates (0: off).
     """
     check_layout(images, out)
-    paths, candidates = list_images(images), ladder_candidates(ladder)
+    paths, candidates = list_images(images), with_refinement(ladder_candidates(ladder), refine)
     if not isinstance(n_jobs, int):
         prepare_workers(n_jobs, paths, candidates, [cache, out])
     grid = run_grid(paths, candidates, cache, n_jobs)
@@ -95,7 +100,7 @@ def run_submission(s: Settings, log: Callable[[str], None] = print) -> Outcome:
 def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
     stage_s: dict[str, float] = {}
     with timed(stage_s, "encode"):
-        grid, table_path = encode(s.images, s.ladder, s.cache, s.out, s.n_jobs if client is None else client)
+        grid, table_path = encode(s.images, s.ladder, s.cache, s.out, s.n_jobs if client is None else client, s.refine)
     log(f"encode: {len(grid.table)} cells ({grid.encoded} encoded now) -> {table_path}")
     with timed(stage_s, "allocate"):
         allocation = solve(allocate.load_rd_table(table_path), s.target, s.objective, s.solver)

@@ -1,8 +1,7 @@
 """models.codec + models.bitstream with a tiny network trained on Kodak crops.
 
-One module fixture writes a tiny ladder (N=16, M=24, model id 250) into a temp
-folder, trains it a few steps on Kodak crops and exports its float16 weights;
-every test codes real Kodak images with it.
+Every test codes real Kodak images with the ``tiny`` fixture (``conftest``): a tiny
+ladder (N=16, M=24) trained a few steps on Kodak crops, exported to float16.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import time
 import zlib
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,29 +22,11 @@ from eval.images import load_rgb8
 from models import bitstream
 from models.architecture import PAD_MULTIPLE
 from models.bitstream import BadStreamError, Header
-from models.ladder import LadderEntry, load_ladder
-from models.weights import load_network
-from tiny_ladder import installed, train_tiny, write_ladder
+from models.ladder import LadderEntry
 
 torch.set_num_threads(1)
 KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
-TINY_ID = 250
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The tiny ladder, trained 30 steps on 64-px Kodak crops, exported to float16."""
-    root = tmp_path_factory.mktemp("tiny_ladder")
-    ladders, weights = root / "ladders", root / "weights"
-    ladders.mkdir()
-    write_ladder(ladders, "tiny", TINY_ID, lambdas=[0.0009, 0.0017, 0.0032, 0.006, 0.011],
-                 rates=(0.0, 1.0, 1.5, 2.0, 4.0))
-    with installed(ladders):
-        train_tiny(root, weights, steps=30, note="test")
-        ladder = load_ladder("tiny")
-        yield SimpleNamespace(ladder=ladder, weights=weights, net=load_network(ladder, weights))
-
-
+TINY_ID = 250  # the conftest ``tiny`` ladder's model id
 def kodak(name: str = "kodim01.png") -> np.ndarray:
     return load_rgb8(KODAK / name)
 

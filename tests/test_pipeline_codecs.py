@@ -9,7 +9,7 @@ import pytest
 
 import models.ladder
 from eval.images import load_rgb8
-from pipeline.codecs import Codec, classical, default_ladder, get_codec, ladder_candidates
+from pipeline.codecs import Codec, classical, default_ladder, get_codec, ladder_candidates, learned, with_refinement
 from pipeline.decode_program import EXTENSIONS, UndecodableError, decode_bytes, sniff_format
 from pipeline.errors import PipelineError
 
@@ -59,10 +59,22 @@ def test_get_codec_is_cached_per_process():
     assert get_codec("avif-q30") is get_codec("avif-q30")
 
 
-@pytest.mark.parametrize("name", ["avif", "avif-30", "avif-qx", "png-q3", "learned-nope-q1"])
+@pytest.mark.parametrize("name", ["avif", "avif-30", "avif-qx", "png-q3", "learned-nope-q1", "learned-psnr-q1-refine0",
+                                  "learned-psnr-q1-refinex", "avif-q30-refine5"])
 def test_unknown_candidates_are_refused(name):
     with pytest.raises(PipelineError):
         get_codec.__wrapped__(name)
+
+
+def test_refinement_renames_learned_candidates_only_and_keeps_their_decoder():
+    names = ["learned-psnr-q2", "avif-q30"]
+    assert with_refinement(names, 0) == names
+    refined = with_refinement(names, 40)
+    assert refined == ["learned-psnr-q2-refine40", "avif-q30"]
+    plain, codec = get_codec.__wrapped__(names[0]), get_codec.__wrapped__(refined[0])
+    assert codec.name == refined[0] and codec.refine.steps == 40 and codec.entry == plain.entry
+    assert codec.fingerprint != plain.fingerprint  # its own cache cells
+    assert learned.weight_files(refined) == learned.weight_files(names) and learned.ladder_files(refined)
 
 
 def test_unknown_ladder_is_refused():

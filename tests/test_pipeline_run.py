@@ -167,6 +167,24 @@ def test_learned_choice_ships_models_and_only_its_weights(untrained_psnr_weights
     assert {cell["candidate"] for cell in result.manifest["images"]} <= set(names)
 
 
+def test_refined_cells_never_cost_more_and_decode_with_the_same_decoder(images, tmp_path):
+    """With the committed psnr weights: the same ladder point, plain and with its latents refined."""
+    ladder = models.ladder.load_ladder("psnr")
+    plain = run_grid(sorted(images.iterdir()), ["learned-psnr-q3"], tmp_path / "cache", n_jobs=1).table
+    refined_grid = run_grid(sorted(images.iterdir()), ["learned-psnr-q3-refine10"], tmp_path / "cache", n_jobs=1)
+    refined = refined_grid.table
+
+    def cost(cells: pd.DataFrame) -> np.ndarray:  # real λ·D + R per image, as the encoder judges it
+        lmbda = ladder.lambda_at(ladder.rates[2])
+        return (lmbda * cells["sse"] / (3 * cells["pixels"]) + 8 * cells["bytes"] / cells["pixels"]).to_numpy()
+
+    assert (cost(refined.sort_values("image")) <= cost(plain.sort_values("image"))).all()
+    assert (refined["bytes"].to_numpy() != plain["bytes"].to_numpy()).any()  # refinement won somewhere
+    _, sub, result = submit(tmp_path, refined_grid, images, Budget(bytes=10**6))
+    assert sorted(p.name for p in (sub / "decoder" / "weights").iterdir()) == ["psnr.safetensors"]
+    assert {cell["candidate"] for cell in result.manifest["images"]} == {"learned-psnr-q3-refine10"}
+
+
 def test_cli_refuses_a_bad_images_folder_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["submission", "--images", str(tmp_path / "missing"), "--out", str(tmp_path)])
     assert result.exit_code == 2

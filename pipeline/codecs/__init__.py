@@ -15,7 +15,7 @@ from .base import Codec
 
 LADDERS = ("learned", "classical", "hybrid")
 
-__all__ = ["LADDERS", "Codec", "default_ladder", "get_codec", "ladder_candidates"]
+__all__ = ["LADDERS", "Codec", "default_ladder", "get_codec", "ladder_candidates", "with_refinement"]
 
 
 def default_ladder() -> str:
@@ -49,6 +49,11 @@ def ladder_candidates(ladder: str) -> list[str]:
         f"{', '.join(LADDERS + tuple(learned.ladder_names()) + tuple(classical.FAMILIES))} "
         "or list candidates (jpeg-q35,avif-q30)"
     )
+
+
+def with_refinement(candidates: list[str], steps: int) -> list[str]:
+    """The learned candidates coded after ``steps`` of latent refinement (``learned.with_refinement``)."""
+    return learned.with_refinement(candidates, steps)
 
 
 @lru_cache(maxsize=None)

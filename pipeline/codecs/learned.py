@@ -48,20 +48,34 @@ def is_learned(name: str) -> bool:
     return name.startswith(PREFIX)
 
 
-def _entries() -> dict:
-    from models.ladder import available_ladders
+def with_refinement(names: list[str], steps: int) -> list[str]:
+    """The candidates with every learned one coded after ``steps`` of latent refinement
+    (an encoder-only change: same decoder, same weights); 0 leaves them as they are."""
+    if steps <= 0:
+        return names
+    from models.refine import Refinement
 
-    return {e.name: e for ladder in available_ladders().values() for e in ladder.entries}
+    return [Refinement(steps=steps).name(name) if is_learned(name) else name for name in names]
+
+
+def _entry(name: str):
+    from models.ladder import available_ladders
+    from models.refine import split_name
+
+    base, _ = split_name(name)
+    for ladder in available_ladders().values():
+        for entry in ladder.entries:
+            if entry.name == base:
+                return entry
+    raise PipelineError(f"unknown learned candidate {name!r}")
 
 
 def make_codec(name: str) -> Codec:
-    """The learned candidate called ``name`` (e.g. ``learned-psnr-q2``)."""
+    """The learned candidate called ``name`` (e.g. ``learned-psnr-q2``, ``learned-psnr-q2-refine50``)."""
     from models.codec import LearnedCodec
+    from models.refine import split_name
 
-    entry = _entries().get(name)
-    if entry is None:
-        raise PipelineError(f"unknown learned candidate {name!r}")
-    return LearnedCodec(entry)
+    return LearnedCodec(_entry(name), refine=split_name(name)[1])
 
 
 def models_source() -> Path:
@@ -75,14 +89,12 @@ def ladder_files(names: Iterable[str]) -> list[Path]:
     """The ladder files a decoder needs for these candidates (none for classical ones)."""
     from models.ladder import ladder_file
 
-    entries = _entries()
-    return [ladder_file(name) for name in sorted({entries[n].ladder.name for n in names if is_learned(n)})]
+    return [ladder_file(name) for name in sorted({_entry(n).ladder.name for n in names if is_learned(n)})]
 
 
 def weight_files(names: Iterable[str]) -> list[Path]:
     """The weights files a decoder needs for these candidates (none for classical ones)."""
     from models.ladder import weight_files as ladder_weights
 
-    entries = _entries()
-    ladders = sorted({entries[n].ladder.name for n in names if is_learned(n)})
+    ladders = sorted({_entry(n).ladder.name for n in names if is_learned(n)})
     return [path for ladder in ladders for path in ladder_weights(ladder)]
