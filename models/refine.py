@@ -33,44 +33,6 @@ from .ladder import Ladder
 from .train import MSSSIM_MIN_CROP, bits_per_pixel, distortion
 
 
-def refinement(net: torch.nn.Module, ladder: Ladder, x: Tensor, size: tuple[int, int], rate: float,
-               lr: float, decay: float = 1.0) -> Iterator[Tensor]:
-    """Adam steps on the latent of the padded image ``x`` (1×3×H×W): yields it after each step.
-
-    ``size`` is the image's own (unpadded) height and width: distortion and rate
-    are measured on those pixels only.  The learning rate is multiplied by
-    ``decay`` after every step (large early steps, then settling).  The yielded latents are detached copies;
-    the network is frozen and back in its previous mode once the generator closes.
-    """
-    height, width = size
-    lmbda = ladder.lambda_at(rate)
-    target = x[..., :height, :width]
-    with torch.no_grad():
-        gains = net.gains(torch.tensor([rate]))
-        y = net.analyse(x).requires_grad_(True)
-    optimiser = torch.optim.Adam([y], lr=lr)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=decay)
-    frozen = [p for p in net.parameters() if p.requires_grad]
-    was_training = net.training
-    net.train()  # the training relaxations: noise for the rate, straight-through ŷ
-    try:
-        for param in frozen:
-            param.requires_grad_(False)
-        while True:
-            out = net.latent_codec(y, *gains)
-            x_hat = net.g_s(out["y_hat"])[..., :height, :width]
-            loss = lmbda * distortion(ladder, target, x_hat) + bits_per_pixel(out["likelihoods"], height * width)
-            optimiser.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            optimiser.step()
-            schedule.step()
-            yield y.detach().clone()
-    finally:
-        net.train(was_training)
-        for param in frozen:
-            param.requires_grad_(True)
-
-
 NAME_TAG = "-refine"  # learned-psnr-q3-refine50: that ladder point, latents refined 50 steps
 
 
@@ -100,6 +62,50 @@ def split_name(name: str) -> tuple[str, Refinement | None]:
     if tag and steps.isdigit() and int(steps) > 0:
         return base, Refinement(steps=int(steps))
     return name, None
+
+
+def refinement(net: torch.nn.Module, ladder: Ladder, x: Tensor, size: tuple[int, int], rate: float,
+               lr: float, decay: float = 1.0) -> Iterator[Tensor]:
+    """Adam steps on the latent of the padded image ``x`` (1×3×H×W): yields it after each step.
+
+    ``size`` is the image's own (unpadded) height and width: distortion and rate
+    are measured on those pixels only.  The learning rate is multiplied by
+    ``decay`` after every step (large early steps, then settling).  The yielded
+    latents are detached copies; the network is frozen and back in its previous
+    mode once the generator closes.  The rate's uniform noise comes from a fixed
+    seed on a forked RNG: the same image refines to the same latent every time,
+    and the caller's random state is restored on closing.
+    """
+    height, width = size
+    lmbda = ladder.lambda_at(rate)
+    target = x[..., :height, :width]
+    with torch.no_grad():
+        gains = net.gains(torch.tensor([rate]))
+        y = net.analyse(x).requires_grad_(True)
+    optimiser = torch.optim.Adam([y], lr=lr)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=decay)
+    frozen = [p for p in net.parameters() if p.requires_grad]
+    was_training = net.training
+    try:
+        net.train()  # the training relaxations: noise for the rate, straight-through ŷ
+        for param in frozen:
+            param.requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            while True:
+                out = net.latent_codec(y, *gains)
+                x_hat = net.g_s(out["y_hat"])[..., :height, :width]
+                rate_bpp = bits_per_pixel(out["likelihoods"], height * width)
+                loss = lmbda * distortion(ladder, target, x_hat) + rate_bpp
+                optimiser.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                optimiser.step()
+                schedule.step()
+                yield y.detach().clone()
+    finally:
+        net.train(was_training)
+        for param in frozen:
+            param.requires_grad_(True)
 
 
 def refine_latent(net: torch.nn.Module, ladder: Ladder, x: Tensor, size: tuple[int, int], rate: float,

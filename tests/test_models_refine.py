@@ -48,11 +48,17 @@ def test_refined_latent_codes_cheaper_and_the_plain_decoder_reads_it(tiny, image
     assert cost(entry, image, refined, tiny.weights) < 0.97 * cost(entry, image, plain, tiny.weights)
 
 
-def test_refinement_leaves_the_network_as_it_was(tiny, image):
+def test_refinement_is_deterministic_and_leaves_network_and_rng_as_they_were(tiny, image):
     net = tiny.net
     before = {k: v.clone() for k, v in net.state_dict().items()}
     grads = [p.requires_grad for p in net.parameters()]
-    refine_latent(net, tiny.ladder, _pad(to_tensor(image)), image.shape[:2], 1.0, REFINE)
+    torch.manual_seed(123)
+    x = _pad(to_tensor(image))
+    first = refine_latent(net, tiny.ladder, x, image.shape[:2], 1.0, REFINE)
+    after_first = torch.rand(1)  # the caller's random stream continues as if nothing ran
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(1), after_first)
+    assert torch.equal(refine_latent(net, tiny.ladder, x, image.shape[:2], 1.0, REFINE), first)
     assert not net.training and [p.requires_grad for p in net.parameters()] == grads
     assert all(p.grad is None for p in net.parameters())
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
