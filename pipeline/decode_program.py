@@ -2,9 +2,11 @@
 
 Usage::
 
-    python decode.py INPUT_DIR OUTPUT_DIR
+    python decode.py [--jobs N] INPUT_DIR OUTPUT_DIR
 
-Each input file becomes ``OUTPUT_DIR/<stem>.png``.  The format is told by the
+Each input file becomes ``OUTPUT_DIR/<stem>.png``.  Files are decoded by N
+worker processes at once (default: one per available core; each learned decode
+runs on one torch thread, so the pixels do not depend on N).  The format is told by the
 file's magic bytes: JPEG, WebP, AVIF and JPEG 2000 are decoded by Pillow;
 anything else must be a learned bitstream, decoded by the ``models`` package and
 the ``weights`` folder that sit beside this program.
@@ -26,11 +28,13 @@ line on stderr naming the file and exit status 2 (``--debug`` shows a traceback)
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import sys
 import uuid
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from io import BytesIO
 from pathlib import Path
 
@@ -123,21 +127,42 @@ def write_png(image: np.ndarray, path: Path) -> None:
             os.unlink(tmp)
 
 
-def decode_folder(src: Path, dst: Path) -> int:
-    """Decode every visible file of ``src`` to ``dst/<stem>.png``; return the count."""
+def decode_folder(src: Path, dst: Path, jobs: int = 1) -> int:
+    """Decode every visible file of ``src`` to ``dst/<stem>.png`` with ``jobs``
+    processes; return the count."""
     if not src.is_dir():
         raise UndecodableError(f"{src}: input folder not found")
     if dst.resolve() == src.resolve():
         raise UndecodableError(f"{dst}: the output folder must not be the input folder")
     files = input_files(src)
     dst.mkdir(parents=True, exist_ok=True)
-    for path in files:
-        try:
-            image = decode_bytes(path.read_bytes(), HERE / "weights")
-        except ValueError as exc:
-            raise UndecodableError(f"{path.name}: {' '.join(str(exc).split())}") from None
-        write_png(image, dst / f"{path.stem}.png")
+    jobs = min(jobs, len(files))
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for path in files:
+            decode_file(path, dst)
+        return len(files)
+    # fork: the workers inherit sys.path (this folder first) and import torch themselves.
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        for _ in pool.map(decode_file, files, [dst] * len(files)):
+            pass  # re-raises the first worker error here
     return len(files)
+
+
+def decode_file(path: Path, dst: Path) -> None:
+    """Decode one file to ``dst/<stem>.png``; any problem is one line naming the file."""
+    try:
+        image = decode_bytes(path.read_bytes(), HERE / "weights")
+    except ValueError as exc:
+        raise UndecodableError(f"{path.name}: {' '.join(str(exc).split())}") from None
+    write_png(image, dst / f"{path.stem}.png")
+    check_self_contained()
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def check_self_contained() -> None:
@@ -157,8 +182,11 @@ def check_self_contained() -> None:
 def main(argv: list[str]) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
+    jobs = available_cores()
+    if len(argv) == 4 and argv[0] == "--jobs" and argv[1].isdigit() and int(argv[1]) > 0:
+        jobs, argv = int(argv[1]), argv[2:]
     if len(argv) != 2:
-        print("usage: python decode.py [--debug] INPUT_DIR OUTPUT_DIR", file=sys.stderr)
+        print("usage: python decode.py [--debug] [--jobs N] INPUT_DIR OUTPUT_DIR", file=sys.stderr)
         return 2
     sys.dont_write_bytecode = True  # decoding must not grow the package (__pycache__)
     sys.path.insert(0, str(HERE))
@@ -169,7 +197,7 @@ def main(argv: list[str]) -> int:
     previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(scratch)
     try:
-        count = decode_folder(Path(argv[0]), Path(argv[1]))
+        count = decode_folder(Path(argv[0]), Path(argv[1]), jobs)
         check_self_contained()
     except (UndecodableError, OSError, MemoryError) as exc:
         if debug:

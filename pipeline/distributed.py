@@ -288,10 +288,11 @@ def shards(weights: dict[str, int], n: int) -> list[list[str]]:
 
 
 def decode_shard(submission: Path, shard: Path, decoded: Path) -> float:
-    """On a worker: the packaged decoder on one shard's files, in a fresh process (ms)."""
+    """On a worker: the packaged decoder on one shard's files, in a fresh process (ms);
+    one decoding process per shard, as the shards already fill the worker threads."""
     from .verify import decoder_process
 
-    return decoder_process(submission, shard, decoded)
+    return decoder_process(submission, shard, decoded, jobs=1)
 
 
 def decoder_for(client: Client | None) -> Callable[[Path, Path], float]:

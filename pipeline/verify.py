@@ -43,14 +43,16 @@ def run_decoder(submission: Path, decoded: Path) -> float:
     return decoder_process(submission, submission / "images", decoded)
 
 
-def decoder_process(submission: Path, files: Path, decoded: Path) -> float:
+def decoder_process(submission: Path, files: Path, decoded: Path, jobs: int | None = None) -> float:
     """The packaged decoder on the folder ``files``, into ``decoded``, in a fresh process (ms).
 
-    Also run per shard of the images on dask workers (:mod:`pipeline.distributed`).
+    ``jobs``: its worker processes (default: the decoder's own, one per core).  Also
+    run per shard of the images on dask workers, one process each (:mod:`pipeline.distributed`).
     """
     submission, files, decoded = submission.absolute(), files.absolute(), decoded.absolute()  # cwd is the package
     command = [
-        sys.executable, "-I", str(submission / "decoder" / "decode.py"), str(files), str(decoded),
+        sys.executable, "-I", str(submission / "decoder" / "decode.py"),
+        *(["--jobs", str(jobs)] if jobs else []), str(files), str(decoded),
     ]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=submission, capture_output=True, text=True)

@@ -167,7 +167,18 @@ def test_learned_choice_ships_models_and_only_its_weights(untrained_psnr_weights
     assert {cell["candidate"] for cell in result.manifest["images"]} <= set(names)
 
 
-def test_refined_cells_never_cost_more_and_decode_with_the_same_decoder(images, tmp_path):
+@pytest.fixture
+def committed_psnr_weights():
+    """The committed psnr weights, with the per-process network and codec caches emptied after
+    (a later test installs other weights under the same ladder name)."""
+    models.weights.load_network.cache_clear()
+    get_codec.cache_clear()
+    yield
+    models.weights.load_network.cache_clear()
+    get_codec.cache_clear()
+
+
+def test_refined_cells_never_cost_more_and_decode_with_the_same_decoder(committed_psnr_weights, images, tmp_path):
     """With the committed psnr weights: the same ladder point, plain and with its latents refined."""
     ladder = models.ladder.load_ladder("psnr")
     plain = run_grid(sorted(images.iterdir()), ["learned-psnr-q3"], tmp_path / "cache", n_jobs=1).table

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +74,7 @@ for name, (src, dst, threads) in json.load(open(cases_file)).items():
     recording = name == "audited"
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            rc = decode.main([src, dst])
+            rc = decode.main(["--jobs", "1", src, dst])  # one process: the audit hook sees all
     except BaseException:
         rc, err = "crash", io.StringIO(traceback.format_exc())
     recording = False
@@ -209,6 +210,31 @@ def test_verify_in_a_fresh_process_matches_the_rd_table(tiny, tmp_path):
         assert table.loc[(cell["image"], cell["candidate"]), "sse"] == cell["sse"]
     assert (tiny.submission / "decoder" / "models" / "ladders" / "tiny.toml").is_file()
     assert sorted(p.name for p in (tiny.submission / "decoder" / "weights").iterdir()) == ["tiny.safetensors"]
+
+
+def test_parallel_decoding_writes_the_same_files_and_fails_the_same_way(tiny, tmp_path):
+    """``decode.py --jobs 3`` (three processes) against ``--jobs 1``: same PNG bytes, nothing else
+    written; a bad file among good ones still ends the run with one line naming it, exit 2."""
+    decoder = tiny.submission / "decoder"
+
+    def run(jobs: int, src: Path, dst: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-I", str(decoder / "decode.py"), "--jobs", str(jobs), str(src),
+                               str(dst)], capture_output=True, text=True, cwd=decoder, timeout=300)
+
+    count = len(list((tiny.submission / "images").iterdir()))
+    outputs = {}
+    for jobs in (1, 3):
+        done = run(jobs, tiny.submission / "images", tmp_path / f"out-{jobs}")
+        assert done.returncode == 0 and done.stdout.startswith(f"decoded {count} files"), done.stderr
+        outputs[jobs] = {p.name: p.read_bytes() for p in (tmp_path / f"out-{jobs}").iterdir()}
+    assert outputs[1] == outputs[3] and len(outputs[1]) == count
+    bad = tmp_path / "with-bad"
+    shutil.copytree(tiny.submission / "images", bad)
+    (bad / "zz.bin").write_bytes(b"LIC" + bytes(30))
+    done = run(3, bad, tmp_path / "bad-out")
+    err = done.stderr.strip()
+    assert done.returncode == 2 and err.startswith("decode.py: zz.bin: ") and "\n" not in err, err
+    assert not [p for p in (tmp_path / "bad-out").iterdir() if p.name.startswith(".")]
 
 
 def test_bad_bitstreams_fail_in_one_line_with_exit_2(driven):
