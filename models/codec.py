@@ -98,8 +98,11 @@ def encode_image(
     with coding_threads():
         y = refine_latent(net, entry.ladder, _pad(to_tensor(image)), image.shape[:2], coded_rate(entry), refine)
     refined = encode_latent(entry, image, y, weights_dir)
-    costs = [rd_cost(entry.ladder, coded_rate(entry), image, decode_stream(d, weights_dir), len(d)) for d in (data, refined)]
-    return refined if costs[1] < costs[0] else data
+
+    def cost(stream: bytes) -> float:
+        return rd_cost(entry.ladder, coded_rate(entry), image, decode_stream(stream, weights_dir), len(stream))
+
+    return refined if cost(refined) < cost(data) else data
 
 
 def coded_rate(entry: LadderEntry) -> float:
