@@ -196,6 +196,16 @@ def test_refined_cells_never_cost_more_and_decode_with_the_same_decoder(committe
     assert {cell["candidate"] for cell in result.manifest["images"]} == {"learned-psnr-q3-refine10"}
 
 
+def test_cli_encode_refine_names_the_refined_cells(committed_psnr_weights, images, tmp_path):
+    args = ["encode", "--images", str(images), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
+            "--ladder", "learned-psnr-q1,jpeg-q35", "--refine", "2", "--n-jobs", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "out" / "rd.csv")
+    assert sorted(set(table["candidate"])) == ["jpeg-q35", "learned-psnr-q1-refine2"]
+    assert len(table) == 2 * len(CROPS)
+
+
 def test_cli_refuses_a_bad_images_folder_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["submission", "--images", str(tmp_path / "missing"), "--out", str(tmp_path)])
     assert result.exit_code == 2
