@@ -26,6 +26,11 @@ def train_command(
     crop: int = typer.Option(128, help="Crop side in pixels, a multiple of 64 (MS-SSIM ladders need >= 192)."),
     lr: float = typer.Option(1e-4, help="Learning rate of the main optimiser."),
     lr_drop_at: int = typer.Option(0, help="Divide the learning rate by 10 from this step on (0: never)."),
+    focus: Optional[tuple[float, float]] = typer.Option(
+        None, help="Also train at continuous rates in LO HI (a share of each batch, --focus-share): "
+        "the fractional points the allocator picks most.  [default: gain rows only]"
+    ),
+    focus_share: float = typer.Option(0.5, help="Share of the crops drawn from --focus."),
     seed: int = typer.Option(0, help="Seed for initialisation and crop sampling."),
     threads: int = typer.Option(2, help="torch CPU threads."),
     bf16: bool = typer.Option(True, help="Run the transforms under bfloat16 autocast (entropy model stays float32)."),
@@ -43,9 +48,9 @@ def train_command(
     """Train a ladder's variable-rate network on random crops (all rate points at once)."""
     config = TrainConfig(
         ladder=ladder, data=data, out=out or Path("runs") / ladder, steps=steps, batch=batch,
-        crop=crop, lr=lr, lr_drop_at=lr_drop_at, seed=seed, threads=threads, bf16=bf16,
-        channels_last=channels_last, compile=compile, checkpoint_s=checkpoint_minutes * 60, resume=resume,
-        init=init, export=export, skip_bad_images=skip_bad_images,
+        crop=crop, lr=lr, lr_drop_at=lr_drop_at, focus=focus, focus_share=focus_share, seed=seed,
+        threads=threads, bf16=bf16, channels_last=channels_last, compile=compile,
+        checkpoint_s=checkpoint_minutes * 60, resume=resume, init=init, export=export, skip_bad_images=skip_bad_images,
     )  # fmt: skip
     train(config)
 

@@ -39,6 +39,8 @@ class TrainConfig:
     crop: int = 128
     lr: float = 1e-4
     lr_drop_at: int = 0  # step after which lr is divided by 10 (0: never)
+    focus: tuple[float, float] | None = None  # also train at continuous rates in this range
+    focus_share: float = 0.5  # share of the items drawn from ``focus`` (the rest: gain rows)
     seed: int = 0
     threads: int = 2
     bf16: bool = True  # transforms in bfloat16; entropy model always float32
@@ -76,6 +78,11 @@ class Trainer:
             raise TrainingError(f"--crop must be a positive multiple of {PAD_MULTIPLE}, got {config.crop}")
         if config.batch < 1 or config.steps < 0 or config.threads < 1:
             raise TrainingError("--batch and --threads must be at least 1 and --steps at least 0")
+        top = len(self.ladder.lambdas) - 1
+        if config.focus is not None and not 0 <= config.focus[0] <= config.focus[1] <= top:
+            raise TrainingError(f"--focus must be two rates LO <= HI within 0..{top}, got {config.focus}")
+        if not 0 <= config.focus_share <= 1:
+            raise TrainingError(f"--focus-share must be within 0..1, got {config.focus_share}")
         torch.manual_seed(config.seed)
         torch.set_num_threads(config.threads)
         self.net = build(self.ladder).train()
@@ -89,6 +96,7 @@ class Trainer:
         self.opt = torch.optim.Adam([params[n] for n in sorted(params) if n not in aux], config.lr)
         self.aux_opt = torch.optim.Adam([params[n] for n in sorted(aux)], 1e-3)
         self.lambdas = torch.tensor(self.ladder.lambdas)
+        self.log_lambdas = torch.tensor(self.ladder.lambdas, dtype=torch.float64).log()
         self.step = 0
         self.origin = ""  # the weights this run started from (``--init``) and their note
         self.checkpoint = config.out / "checkpoint.safetensors"
@@ -141,15 +149,31 @@ class Trainer:
         drop = self.cfg.lr_drop_at and self.step >= self.cfg.lr_drop_at
         return self.cfg.lr / 10 if drop else self.cfg.lr
 
+    def sample_rates(self, n: int) -> torch.Tensor:
+        """Each item's rate: a random gain row or, with ``focus``, a share of them
+        uniform in that range (e.g. the fractional points an allocator picks most)."""
+        rates = torch.randint(len(self.lambdas), (n,)).float()
+        if self.cfg.focus is not None:
+            lo, hi = self.cfg.focus
+            focused = torch.rand(n) < self.cfg.focus_share
+            rates = torch.where(focused, lo + (hi - lo) * torch.rand(n), rates)
+        return rates
+
+    def lambdas_at(self, rates: torch.Tensor) -> torch.Tensor:
+        """λ of each rate: geometric between rows, as the gains and ``Ladder.lambda_at``."""
+        lo = rates.floor().long().clamp(0, len(self.lambdas) - 2)
+        t = (rates.double() - lo).clamp(0, 1)
+        return torch.lerp(self.log_lambdas[lo], self.log_lambdas[lo + 1], t).exp().float()
+
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         """One optimisation step on a batch; returns the batch's mean metrics."""
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        rows = torch.randint(len(self.lambdas), (x.shape[0],))
-        out = self.net(x, rows.float(), bf16=self.cfg.bf16)
+        rates = self.sample_rates(x.shape[0])
+        out = self.net(x, rates, bf16=self.cfg.bf16)
         dist = distortion(self.ladder, x, out["x_hat"])
         bpp = bits_per_pixel(out["likelihoods"], x.shape[2] * x.shape[3])
-        loss = (self.lambdas[rows] * dist + bpp).mean()
+        loss = (self.lambdas_at(rates) * dist + bpp).mean()
         for group in self.opt.param_groups:
             group["lr"] = self.current_lr()
         self.opt.zero_grad(set_to_none=True)

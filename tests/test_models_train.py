@@ -180,3 +180,40 @@ def test_crop_sampler_is_seeded_and_skips_small_images(tmp_path):
     assert torch.equal(x, y) and 0 <= float(x.min()) and float(x.max()) <= 1
     with pytest.raises(ValueError, match="no training image"):
         CropSampler([KODAK], 1000)
+
+
+def test_rates_are_gain_rows_unless_a_focus_range_takes_a_share(ladders, tmp_path):
+    plain = Trainer(config(tmp_path, resume=False)).sample_rates(2000)
+    assert set(plain.tolist()) == {0.0, 1.0, 2.0}
+    focused = Trainer(config(tmp_path, resume=False, focus=(0.5, 1.5), focus_share=0.25)).sample_rates(4000)
+    between = focused[focused != focused.round()]
+    assert 0.5 <= float(between.min()) and float(between.max()) <= 1.5
+    assert 0.22 < len(between) / len(focused) < 0.28  # the share, up to sampling noise
+    assert set(focused[focused == focused.round()].tolist()) <= {0.0, 1.0, 2.0}
+
+
+def test_lambda_of_a_fractional_rate_is_geometric_between_rows_like_the_ladder(ladders, tmp_path):
+    trainer = Trainer(config(tmp_path, resume=False))
+    rates = torch.tensor([0.0, 1.0, 2.0, 1.5, 0.25])
+    got = trainer.lambdas_at(rates)
+    assert torch.equal(got[:3], trainer.lambdas)  # rows: exactly the ladder's λ
+    assert got[3:].tolist() == pytest.approx([trainer.ladder.lambda_at(1.5), trainer.ladder.lambda_at(0.25)], rel=1e-6)
+    assert got[3] == pytest.approx(0.008, rel=1e-6)  # sqrt(0.004 · 0.016)
+
+
+@pytest.mark.parametrize("focus, share, message", [((1.5, 0.5), 0.5, "--focus"), ((0.0, 2.5), 0.5, "--focus"),
+                                                   ((0.0, 1.0), 1.5, "--focus-share")])
+def test_a_focus_outside_the_ladder_is_refused(ladders, tmp_path, focus, share, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(config(tmp_path, resume=False, focus=focus, focus_share=share))
+
+
+def test_train_command_passes_the_focus_range_to_the_trainer(ladders, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    args = ["train", "--data", str(KODAK), "--out", str(tmp_path / "run"), "--steps", "0", "--ladder", "tiny"]
+    refused = CliRunner().invoke(app, [*args, "--focus", "0.5", "2.5"])
+    assert refused.exit_code != 0 and "--focus must be two rates LO <= HI within 0..2, got (0.5, 2.5)" in refused.output
+    assert CliRunner().invoke(app, args).exit_code == 0  # no --focus: gain rows only
