@@ -30,7 +30,7 @@ from . import bitstream
 from .architecture import PAD_MULTIPLE
 from .bitstream import BadStreamError, Header, is_learned_stream  # noqa: F401  (public API)
 from .ladder import LadderEntry, UnknownLadderError, ladder_by_model_id
-from .weights import load_network, weights_digest
+from .weights import check_can_encode, load_network, weights_digest
 
 if TYPE_CHECKING:
     from .refine import Refinement
@@ -118,6 +118,7 @@ def encode_latent(
     """The file for ``image`` coding latent ``y`` (``None``: the network's own ``g_a(x)``)."""
     height, width = image.shape[:2]
     net = load_network(entry.ladder, weights_dir)
+    check_can_encode(net, entry.ladder, weights_dir)
     rate = coded_rate(entry)
     with coding_threads():
         out = net.compress(_pad(to_tensor(image)), rate, y)

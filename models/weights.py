@@ -4,7 +4,9 @@ The entropy coder's integer CDF tables are stored beside the parameters, so a
 decoder uses exactly the tables the encoder used.  Export rounds the parameters
 to float16 *before* computing those tables, so nothing differs after loading.
 Constant buffers that the architecture itself fixes (the checkerboard context
-mask, about 0.9 MB) are left out and rebuilt with the network.
+mask, about 0.9 MB) are left out and rebuilt with the network.  A packaged
+decoder ships a copy without the tensors only an encoder uses
+(:func:`write_decoder_weights`); such a copy decodes, and refuses to encode.
 """
 
 from __future__ import annotations
@@ -32,6 +34,29 @@ CONSTANT_BUFFER_SUFFIXES = ("context_prediction.mask",)
 
 def is_constant_buffer(name: str) -> bool:
     return name.endswith(CONSTANT_BUFFER_SUFFIXES)
+
+
+# Tensors only an encoder uses: the analysis transforms and the forward gains.
+ENCODER_ONLY_PREFIXES = ("g_a.", "latent_codec.hyper.h_a.")
+ENCODER_ONLY_TENSORS = ("y_gain", "z_gain")
+
+
+def is_encoder_only(name: str) -> bool:
+    return name.startswith(ENCODER_ONLY_PREFIXES) or name in ENCODER_ONLY_TENSORS
+
+
+def write_decoder_weights(source: Path, dest: Path) -> None:
+    """Copy a weights file without its encoder-only tensors (about a quarter of its bytes).
+
+    The copy has a single metadata entry: safetensors writes several in varying
+    order, and a packaged decoder's bytes must not vary from run to run.
+    """
+    state = {k: v for k, v in load_state(source).items() if not is_encoder_only(k)}
+    atomic_save(state, dest, {"note": f"decoder part of {source.name} ({weights_note(source)})"})
+
+
+class EncoderMissingError(BadWeightsError):
+    """Encoding asked of a decoder-only copy of the weights."""
 
 
 def build(ladder: Ladder) -> torch.nn.Module:
@@ -88,15 +113,16 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_into(
-    net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, allow_new: bool = False
+    net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, allow_new: bool = False,
+    decoder_only: bool = False,
 ) -> list[str]:
     """Load ``state`` into ``net`` (resizing the CDF buffers), in float32.
 
     Constant buffers (``CONSTANT_BUFFER_SUFFIXES``) keep ``net``'s own values when
-    ``state`` lacks them.  ``allow_new``: other tensors of ``net`` that ``state``
-    lacks (a module the ladder newly enables, e.g. the post-filter) keep their
-    initial values; their names are returned.  Anything else that does not fit
-    is an error.
+    ``state`` lacks them, and so do encoder-only tensors when ``decoder_only``.
+    ``allow_new``: other tensors of ``net`` that ``state`` lacks (a module the
+    ladder newly enables, e.g. the post-filter) keep their initial values; their
+    names are returned.  Anything else that does not fit is an error.
     """
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     try:
@@ -104,7 +130,7 @@ def load_into(
     except (RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise BadWeightsError(f"{source}: does not fit the ladder's network ({first})") from None
-    missing = [k for k in missing if not is_constant_buffer(k)]
+    missing = [k for k in missing if not is_constant_buffer(k) and not (decoder_only and is_encoder_only(k))]
     if unexpected:
         raise BadWeightsError(f"{source}: does not fit the ladder's network (unexpected {unexpected[0]})")
     if missing and not allow_new:
@@ -148,10 +174,21 @@ def load_network(ladder: Ladder, weights_dir: Path | None = None) -> torch.nn.Mo
     """The trained network of a ladder, ready to code (cached per process).
 
     Built outside inference mode even when the first caller is in it (a decoder), so
-    the cached network's tensors stay usable by autograd (``models.refine``).
+    the cached network's tensors stay usable by autograd (``models.refine``).  A
+    decoder-only copy (no encoder-only tensor at all) loads with ``decoder_only``
+    set on the network, which :func:`check_can_encode` refuses.
     """
     path = ladder.weights_path(weights_dir)
+    state = load_state(path)
+    decoder_only = not any(map(is_encoder_only, state))
     with torch.inference_mode(False):
         net = build(ladder)
-        load_into(net, load_state(path), path)
+        load_into(net, state, path, decoder_only=decoder_only)
+        net.decoder_only = decoder_only
         return net.ready_for_coding()
+
+
+def check_can_encode(net: torch.nn.Module, ladder: Ladder, weights_dir: Path | None = None) -> None:
+    if net.decoder_only:
+        raise EncoderMissingError(f"{ladder.weights_path(weights_dir)}: decoder-only weights (no analysis "
+                                  "transform); encode with the ladder's full weights file")

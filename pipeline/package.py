@@ -3,8 +3,9 @@
 ::
 
     submission/
-      decoder/          decode.py (+ models/ source and weights/, only if a learned
-                        candidate was chosen): everything that decodes the images
+      decoder/          decode.py (+ the decoding modules of models/ and a decoder-only
+                        copy of the weights, only if a learned candidate was chosen):
+                        everything that decodes the images
       images/           <image stem>.<ext>: the chosen cell's bitstream, byte for byte
       manifest.json     the choice, why (allocation certificate), RD table hash,
                         versions, decoder size
@@ -45,6 +46,9 @@ MANIFEST = "manifest.json"
 DISTRIBUTIONS = ("clicpack", "numpy", "pillow", "torch", "compressai")
 PILLOW_LIBRARIES = ("jpg", "webp", "avif", "jpg_2000", "zlib")
 TIMING_COLUMNS = ("enc_s", "dec_s")  # RD table columns left out of its manifest hash
+# Modules of ``models`` that decoding never imports (training, refinement, command line),
+# left out of a packaged decoder (the packaged-decoder tests decode without them).
+ENCODER_SIDE = ("cli.py", "data.py", "extend.py", "refine.py", "train.py")
 
 
 def folder_bytes(folder: Path) -> int:
@@ -78,16 +82,18 @@ def write_decoder(folder: Path, candidates: list[str]) -> None:
     weights = learned.weight_files(candidates)
     if not weights:
         return
+    from models.weights import write_decoder_weights  # torch: only when a learned candidate was chosen
+
     shutil.copytree(
         learned.models_source(), folder / "models",
-        ignore=shutil.ignore_patterns("__pycache__", "weights", "ladders", "*.safetensors", "*.pyc"),
+        ignore=shutil.ignore_patterns("__pycache__", "weights", "ladders", "*.safetensors", "*.pyc", *ENCODER_SIDE),
     )
     (folder / "models" / "ladders").mkdir()
     for path in learned.ladder_files(candidates):  # exactly the ladders in use
         shutil.copyfile(path, folder / "models" / "ladders" / path.name)
     (folder / "weights").mkdir()
     for path in weights:
-        shutil.copyfile(path, folder / "weights" / path.name)
+        write_decoder_weights(path, folder / "weights" / path.name)
 
 
 def write_images(folder: Path, chosen: pd.DataFrame, store: CellStore) -> dict[str, str]:

@@ -23,10 +23,13 @@ from models import bitstream
 from models.architecture import PAD_MULTIPLE
 from models.bitstream import BadStreamError, Header
 from models.ladder import LadderEntry
+from models.weights import EncoderMissingError, is_encoder_only, load_state, write_decoder_weights
 
 torch.set_num_threads(1)
 KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
 TINY_ID = 250  # the conftest ``tiny`` ladder's model id
+
+
 def kodak(name: str = "kodim01.png") -> np.ndarray:
     return load_rgb8(KODAK / name)
 
@@ -314,3 +317,23 @@ def test_fuzz_mutated_files_decode_or_raise_bad_stream_error(tiny, fuzz_seed, da
     else:  # only a mutation that changed nothing can decode
         assert bytes(mutated) == fuzz_seed and out.shape == (33, 47, 3)
     assert time.perf_counter() - start < 5
+
+
+# -- a packaged decoder's weights ---------------------------------------------
+
+def test_decoder_only_weights_decode_the_same_pixels_and_refuse_to_encode(tiny, tmp_path):
+    source = tiny.ladder.weights_path(tiny.weights)
+    copy = tmp_path / "weights" / source.name
+    copy.parent.mkdir()
+    write_decoder_weights(source, copy)
+    full, kept = load_state(source), load_state(copy)
+    assert any(k.startswith("g_a.") for k in full) and "y_gain" in full and "y_gain_inv" in kept
+    assert set(kept) == {k for k in full if not is_encoder_only(k)}
+    assert all(torch.equal(kept[k], full[k]) for k in kept)
+    data = valid_file(tiny, kodak("kodim05.png")[:64, :96])
+    assert codec.decode_stream(data, copy.parent).tobytes() == codec.decode_stream(data, tiny.weights).tobytes()
+    with pytest.raises(EncoderMissingError, match="decoder-only weights"):
+        codec.encode_image(entry(tiny, 1.0), kodak()[:40, :70], copy.parent)
+    again = tmp_path / "again.safetensors"  # the same bytes every time (a package is reproducible)
+    write_decoder_weights(source, again)
+    assert again.read_bytes() == copy.read_bytes()

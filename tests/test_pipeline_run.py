@@ -163,6 +163,9 @@ def test_learned_choice_ships_models_and_only_its_weights(untrained_psnr_weights
     decoder = sub / "decoder"
     assert sorted(p.name for p in (decoder / "weights").iterdir()) == ["psnr.safetensors"]
     assert (decoder / "models" / "codec.py").is_file() and not list(decoder.rglob("__pycache__"))
+    assert not (decoder / "models" / "train.py").exists() and not (decoder / "models" / "refine.py").exists()
+    shipped, full = decoder / "weights" / "psnr.safetensors", models.ladder.load_ladder("psnr").weights_path()
+    assert shipped.stat().st_size < 0.8 * full.stat().st_size  # no analysis transform: the decoder never runs it
     assert result.decoder_bytes == sum(p.stat().st_size for p in decoder.rglob("*") if p.is_file())
     assert {cell["candidate"] for cell in result.manifest["images"]} <= set(names)
 
