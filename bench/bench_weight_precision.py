@@ -1,0 +1,111 @@
+"""What storing a ladder's weights in fewer bits would cost in RD, measured on Kodak.
+
+    .venv/bin/python bench/bench_weight_precision.py [--ladder psnr] [--images 6] [--bits 8 6]
+
+The committed weights are float16.  Fitting a third ladder (transparent) beside
+psnr and msssim in the ~15 MB weights budget needs fewer bits per weight.  This
+rounds every weight tensor of at least 2,048 values to ``b`` bits per output
+channel (symmetric, one scale per channel: what an int-``b`` file would store),
+rebuilds the entropy tables, then codes the first ``--images`` Kodak images at
+every ladder point with the real range coder.  Bytes are real file sizes (header
+included, ``models.bitstream.pack``); PSNR from the rounded decoded pixels.
+Writes ``bench/results/weight_precision.md`` and ``.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bench_models import cpu_info, load_avg
+from bench_options import bd_psnr
+from bench_pipeline import markdown_table
+from eval.images import list_images, load_rgb8
+from eval.metrics import aggregate_psnr, bpp, sse
+from models import bitstream
+from models.codec import _latent_shapes, _pad, coded_rate, to_image, to_tensor
+from models.ladder import load_ladder
+from models.weights import load_network
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+MIN_NUMEL = 2048  # smaller tensors (gains, biases, GDN pedestals) would stay float16
+
+
+def rounded_copy(net: torch.nn.Module, bits: int) -> torch.nn.Module:
+    """``net`` with each large weight rounded to ``bits`` bits per output channel, tables rebuilt."""
+    out = copy.deepcopy(net)
+    top = 2 ** (bits - 1) - 1
+    with torch.no_grad():
+        for param in out.parameters():
+            if param.ndim >= 2 and param.numel() >= MIN_NUMEL:
+                rows = param.reshape(param.shape[0], -1)
+                scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / top
+                param.copy_((torch.round(rows / scale) * scale).reshape(param.shape))
+    out.update(force=True)
+    return out
+
+
+@torch.inference_mode()
+def code(net: torch.nn.Module, ladder, entry, image) -> dict:
+    """One image at one point: real file bytes and the decoded image's SSE."""
+    rate = coded_rate(entry)
+    height, width = image.shape[:2]
+    strings = net.compress(_pad(to_tensor(image)), rate)["strings"]
+    data = bitstream.pack(bitstream.Header(ladder.model_id, rate, height, width), [s[0] for s in strings])
+    x_hat = net.decompress(strings, _latent_shapes(net, height, width), rate)
+    return {"bytes": len(data), "sse": sse(image, to_image(x_hat[..., :height, :width]))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ladder", default="psnr")
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--bits", type=int, nargs="+", default=[8, 6])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    start = time.time()
+    ladder = load_ladder(args.ladder)
+    base = load_network(ladder)
+    variants = {"float16 (committed)": base} | {f"int{b} per channel": rounded_copy(base, b) for b in args.bits}
+    paths = list_images(ROOT / "data" / "kodak")[: args.images]
+    images = {p.stem: load_rgb8(p) for p in paths}
+    rows = [
+        {"variant": name, "point": entry.name, "image": stem, "pixels": image.shape[0] * image.shape[1],
+         **code(net, ladder, entry, image)}
+        for name, net in variants.items() for entry in ladder.entries for stem, image in images.items()
+    ]
+    table = pd.DataFrame(rows)
+    table.to_csv(RESULTS / "weight_precision.csv", index=False)
+    curves = pd.DataFrame([
+        {"variant": variant, "point": point, "bpp": bpp(cells["bytes"].sum(), cells["pixels"].sum()),
+         "psnr": aggregate_psnr(cells["sse"].sum(), cells["pixels"].sum())}
+        for (variant, point), cells in table.groupby(["variant", "point"], sort=False)
+    ])
+    reference = curves[curves["variant"] == "float16 (committed)"]
+    summary = pd.DataFrame([
+        {"variant": variant, "BD-PSNR vs float16 (dB)": bd_psnr(reference, rows),
+         "bytes vs float16": rows["bpp"].sum() / reference["bpp"].sum() - 1}
+        for variant, rows in curves.groupby("variant", sort=False)
+    ])
+    command = "python bench/bench_weight_precision.py " + " ".join(argv if argv is not None else [])
+    text = "\n".join([
+        "# Weights in fewer bits: RD cost, measured", "",
+        f"`{command.strip()}`, {datetime.date.today()}; {cpu_info()}; load average {load_avg()}; "
+        f"ladder {args.ladder}, images {', '.join(images)}.", "",
+        __doc__.split("\n\n", 2)[2].split("Writes")[0].strip(), "",
+        markdown_table(curves, ".4f"), "", markdown_table(summary, "+.4f"), "",
+        f"Wall time: {time.time() - start:.0f} s.", "",
+    ])
+    (RESULTS / "weight_precision.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
