@@ -5,8 +5,8 @@
 The committed weights are float16.  Fitting a third ladder (transparent) beside
 psnr and msssim in the ~15 MB weights budget needs fewer bits per weight.  This
 rounds every weight tensor of at least 2,048 values to ``b`` bits per output
-channel (symmetric, one scale per channel: what an int-``b`` file would store),
-rebuilds the entropy tables, then codes the first ``--images`` Kodak images at
+channel (symmetric, one scale per channel: ``b`` = 8 is what a ladder with
+``precision = "int8"`` stores), rebuilds the entropy tables, then codes the first ``--images`` Kodak images at
 every ladder point with the real range coder.  Bytes are real file sizes (header
 included, ``models.bitstream.pack``); PSNR from the rounded decoded pixels.
 Writes ``bench/results/weight_precision.md`` and ``.csv``.
@@ -31,23 +31,21 @@ from eval.metrics import aggregate_psnr, bpp, sse
 from models import bitstream
 from models.codec import _latent_shapes, _pad, coded_rate, to_image, to_tensor
 from models.ladder import load_ladder
-from models.weights import load_network
+from models.weights import dequantize, int8_grid, load_network
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-MIN_NUMEL = 2048  # smaller tensors (gains, biases, GDN pedestals) would stay float16
 
 
 def rounded_copy(net: torch.nn.Module, bits: int) -> torch.nn.Module:
-    """``net`` with each large weight rounded to ``bits`` bits per output channel, tables rebuilt."""
+    """``net`` with each large weight rounded to ``bits`` bits per output channel
+    (``models.weights.int8_grid``, as an int8 export stores them), tables rebuilt."""
     out = copy.deepcopy(net)
-    top = 2 ** (bits - 1) - 1
     with torch.no_grad():
         for param in out.parameters():
-            if param.ndim >= 2 and param.numel() >= MIN_NUMEL:
-                rows = param.reshape(param.shape[0], -1)
-                scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / top
-                param.copy_((torch.round(rows / scale) * scale).reshape(param.shape))
+            grid = int8_grid(param, bits)
+            if grid is not None:
+                param.copy_(dequantize(*grid))
     out.update(force=True)
     return out
 

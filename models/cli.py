@@ -74,7 +74,7 @@ def ladders_command() -> None:
         path = ladder.weights_path()
         weights = f"{path} ({path.stat().st_size:,} B; {weights_note(path)})" if path.is_file() else "not trained"
         typer.echo(f"{ladder.name} (model id {ladder.model_id}, {ladder.architecture} "
-                   f"{', '.join(f'{k}={v}' for k, v in ladder.arch)}, metric {ladder.metric})")
+                   f"{', '.join(f'{k}={v}' for k, v in ladder.arch)}, metric {ladder.metric}, {ladder.precision} weights)")
         typer.echo(f"  lambdas: {', '.join(f'{v:g}' for v in ladder.lambdas)}")
         typer.echo(f"  points:  {', '.join(f'{e.name} (rate {e.rate:g})' for e in ladder.entries)}")
         typer.echo(f"  weights: {weights}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .ladder import Ladder, ladder_file
-from .weights import BadWeightsError, atomic_save, load_state, weights_note
+from .weights import BadWeightsError, atomic_save, read_raw, weights_note
 
 
 class ShiftError(ValueError):
@@ -64,7 +64,7 @@ def rewrite_lambdas(path: Path, lambdas: list[float]) -> None:
 def shift_ladder_down(ladder: Ladder, k: int, weights_out: Path) -> list[float]:
     """Shift ``ladder``'s weights into ``weights_out`` and its file's λ list; returns the new λ."""
     source = ladder.weights_path()
-    shifted = shift_weights(load_state(source), k, source)
+    shifted = shift_weights(read_raw(source), k, source)  # as stored (int8 stays int8)
     atomic_save(shifted, weights_out, {"ladder": ladder.name, "architecture": ladder.architecture,
                                        "note": f"rows shifted down by {k} from {source.name} ({weights_note(source)})"})
     lambdas = shift_lambdas(ladder.lambdas, k)

@@ -42,6 +42,7 @@ class Ladder:
     lambdas: tuple[float, ...]  # λ of each trained gain row
     arch: tuple[tuple[str, int | bool], ...]  # network options, e.g. (("M", 96), ("N", 64))
     rates: tuple[float, ...]  # the offered rate points (fractional = interpolated)
+    precision: str = "float16"  # how the weights file stores large weights (``PRECISIONS``)
 
     @property
     def entries(self) -> list[LadderEntry]:
@@ -79,9 +80,21 @@ class UnknownLadderError(ValueError):
     """No ladder file of that name or model id."""
 
 
+class LadderFileError(ValueError):
+    """A ladder file with a value this code cannot use."""
+
+
+# Weights storage: float16 throughout, or int8 with one scale per output channel for
+# the large weights (``models.weights``; about half the bytes, for a third ladder).
+PRECISIONS = ("float16", "int8")
+
+
 def _parse(path: Path) -> Ladder:
     with path.open("rb") as f:
         raw = tomllib.load(f)
+    precision = raw.get("precision", "float16")
+    if precision not in PRECISIONS:
+        raise LadderFileError(f"{path}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return Ladder(
         name=raw["name"],
         model_id=int(raw["model_id"]),
@@ -91,6 +104,7 @@ def _parse(path: Path) -> Ladder:
         lambdas=tuple(float(v) for v in raw["lambdas"]),
         arch=tuple(sorted(raw["arch"].items())),
         rates=tuple(float(p["rate"]) for p in raw["points"]),
+        precision=precision,
     )
 
 

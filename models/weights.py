@@ -3,6 +3,9 @@
 The entropy coder's integer CDF tables are stored beside the parameters, so a
 decoder uses exactly the tables the encoder used.  Export rounds the parameters
 to float16 *before* computing those tables, so nothing differs after loading.
+A ladder with ``precision = "int8"`` stores each large weight as int8 codes and
+one float32 scale per output channel (``<name>:scale``); loading multiplies them
+back in float32, exactly as export did before computing the tables.
 Constant buffers that the architecture itself fixes (the checkerboard context
 mask, about 0.9 MB) are left out and rebuilt with the network.  A packaged
 decoder ships a copy without the tensors only an encoder uses
@@ -51,8 +54,28 @@ def write_decoder_weights(source: Path, dest: Path) -> None:
     The copy has a single metadata entry: safetensors writes several in varying
     order, and a packaged decoder's bytes must not vary from run to run.
     """
-    state = {k: v for k, v in load_state(source).items() if not is_encoder_only(k)}
+    state = {k: v for k, v in read_raw(source).items() if not is_encoder_only(k.removesuffix(SCALE_SUFFIX))}
     atomic_save(state, dest, {"note": f"decoder part of {source.name} ({weights_note(source)})"})
+
+
+SCALE_SUFFIX = ":scale"  # "<parameter>:scale": the per-output-channel step of an int8 parameter
+INT8_MIN_NUMEL = 2048  # smaller parameters (gains, biases, GDN, quantiles) stay float16
+
+
+def int8_grid(param: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(int8 codes, float32 scale per output channel) of a large weight, symmetric with
+    ``bits`` bits (at most 8; fewer only to measure what they would cost); None for a small one."""
+    if param.ndim < 2 or param.numel() < INT8_MIN_NUMEL:
+        return None
+    top = 2 ** (bits - 1) - 1
+    rows = param.detach().float().reshape(param.shape[0], -1)
+    scale = (rows.abs().amax(dim=1) / top).clamp_min(torch.finfo(torch.float32).tiny)
+    codes = torch.round(rows / scale[:, None]).clamp_(-top, top).to(torch.int8)
+    return codes.reshape(param.shape), scale
+
+
+def dequantize(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return codes.float() * scale.reshape(-1, *[1] * (codes.ndim - 1))
 
 
 class EncoderMissingError(BadWeightsError):
@@ -78,16 +101,22 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str
 
 
 def export(net: torch.nn.Module, ladder: Ladder, path: Path, note: str = "") -> None:
-    """Round ``net``'s parameters to float16 (in place), rebuild its entropy tables, save.
+    """Round ``net``'s parameters to the ladder's precision (in place), rebuild its entropy tables, save.
 
     Float buffers become float16 only where that is exact (e.g. the context
     model's 0/1 mask): float16 would flush tiny constants such as the
     likelihood lower bound (1e-9) or the GDN pedestal (2**-36) to zero.
     """
     net.eval()
+    int8 = {}
     with torch.no_grad():
-        for param in net.parameters():
-            param.copy_(param.half().float())
+        for name, param in net.named_parameters():
+            grid = int8_grid(param) if ladder.precision == "int8" else None
+            if grid is None:
+                param.copy_(param.half().float())
+            else:
+                int8[name] = grid
+                param.copy_(dequantize(*grid))
     net.update(force=True)
     params = {name for name, _ in net.named_parameters()}
     state = {
@@ -95,6 +124,8 @@ def export(net: torch.nn.Module, ladder: Ladder, path: Path, note: str = "") -> 
         for k, v in net.state_dict().items()
         if not is_constant_buffer(k)
     }
+    for name, (codes, scale) in int8.items():
+        state[name], state[name + SCALE_SUFFIX] = codes, scale
     atomic_save(state, path, {"ladder": ladder.name, "architecture": ladder.architecture, "note": note})
 
 
@@ -102,14 +133,30 @@ def _exact_in_half(tensor: torch.Tensor) -> bool:
     return tensor.is_floating_point() and torch.equal(tensor.half().float(), tensor.float())
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file (never pickle) or fail with one clear line."""
+def read_raw(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file as stored (never pickle), or one clear line."""
     if not path.is_file():
         raise BadWeightsError(f"{path}: weights file not found")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise BadWeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    """A weights file's state, int8 parameters multiplied back to float32 by their scales."""
+    state = read_raw(path)
+    scales = {k.removesuffix(SCALE_SUFFIX): state.pop(k) for k in [k for k in state if k.endswith(SCALE_SUFFIX)]}
+    for name, codes in state.items():
+        scale = scales.pop(name, None)
+        fits = scale is None if codes.dtype != torch.int8 else scale is not None and scale.shape == codes.shape[:1]
+        if not fits:
+            raise BadWeightsError(f"{path}: {name} is not an int8 tensor with one scale per output channel")
+        if scale is not None:
+            state[name] = dequantize(codes, scale)
+    if scales:
+        raise BadWeightsError(f"{path}: {next(iter(scales))}{SCALE_SUFFIX} scales no tensor")
+    return state
 
 
 def load_into(

@@ -89,7 +89,7 @@ def test_ladders_command_lists_points_and_weights(ladder_dir, tmp_path, monkeypa
     result = CliRunner().invoke(app, ["ladders"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "tiny (model id 250, gained-attn-checkerboard M=12, N=8, n_rates=3, metric mse)"
+    assert lines[0] == "tiny (model id 250, gained-attn-checkerboard M=12, N=8, n_rates=3, metric mse, float16 weights)"
     assert lines[1:3] == ["  lambdas: 0.001, 0.002, 0.004",
                           "  points:  learned-tiny-q1 (rate 0), learned-tiny-q2 (rate 1.5)"]
     size = (tmp_path / "tiny.safetensors").stat().st_size

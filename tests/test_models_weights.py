@@ -11,9 +11,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from eval.images import load_rgb8
-from models.ladder import load_ladder
+from models.codec import decode_stream, encode_image
+from models.ladder import LadderFileError, load_ladder
 from models.train import bits_per_pixel
-from models.weights import BadWeightsError, build, export, is_constant_buffer, load_network, load_state
+from models.weights import (
+    SCALE_SUFFIX, BadWeightsError, build, export, is_constant_buffer, load_network, load_state, write_decoder_weights,
+)
 from tiny_ladder import write_ladder
 
 torch.set_num_threads(1)
@@ -26,6 +29,7 @@ def ladders(ladder_dir):
     """Two tiny ladders of different sizes in a temp ladder folder."""
     write_ladder(ladder_dir, "tiny", 250, N=16, M=24)
     write_ladder(ladder_dir, "small", 251, N=8, M=12)
+    write_ladder(ladder_dir, "tiny8", 252, N=16, M=24, precision="int8")
     return ladder_dir
 
 
@@ -88,6 +92,54 @@ def test_loaded_constants_keep_their_exact_values(ladders, tmp_path):
     with torch.no_grad():
         out = net(x * 40 - 20, torch.tensor([1.0]))  # far outside the training range
     assert torch.isfinite(bits_per_pixel(out["likelihoods"], 64 * 64)).all()
+
+
+def test_int8_export_stores_codes_and_channel_scales_that_load_to_the_exported_values(ladders, tmp_path):
+    ladder = load_ladder("tiny8")
+    assert ladder.precision == "int8" and load_ladder("tiny").precision == "float16"
+    net = trained_like(ladder)
+    original = {k: v.detach().clone() for k, v in net.named_parameters()}
+    folder = tmp_path / "w"
+    export(net, ladder, folder / "tiny8.safetensors")
+    export(trained_like(load_ladder("tiny")), load_ladder("tiny"), folder / "tiny.safetensors")
+    stored = load_file(str(folder / "tiny8.safetensors"))
+    codes = {k for k, v in stored.items() if v.dtype == torch.int8}
+    assert "g_a.2.weight" in codes and "g_a.0.weight" not in codes and "y_gain" not in codes  # large weights only; gains stay float16
+    assert {k + SCALE_SUFFIX for k in codes} == {k for k in stored if k.endswith(SCALE_SUFFIX)}
+    loaded = load_network(ladder, folder).state_dict()
+    for key in codes:
+        scale = stored[key + SCALE_SUFFIX].reshape(-1, *[1] * (original[key].ndim - 1))
+        assert torch.equal(loaded[key], stored[key].float() * scale)  # exactly what the tables were built from
+        assert float((loaded[key] - original[key]).abs().div(scale).max()) <= 0.5 + 1e-4  # within half a step
+        assert int(stored[key].abs().amax()) == 127
+    saved = (folder / "tiny.safetensors").stat().st_size - (folder / "tiny8.safetensors").stat().st_size
+    one_byte_each = sum(stored[k].numel() - 4 * stored[k + SCALE_SUFFIX].numel() for k in codes)
+    assert abs(saved - one_byte_each) < 2048  # a byte per weight instead of two (headers differ a little)
+    # It codes like any ladder: the decoder reproduces the encoder's bytes, also from a decoder-only copy.
+    image = load_rgb8(KODAK / "kodim05.png")[:64, :96]
+    data = encode_image(ladder.entries[1], image, folder)
+    write_decoder_weights(folder / "tiny8.safetensors", tmp_path / "d" / "tiny8.safetensors")
+    assert load_file(str(tmp_path / "d" / "tiny8.safetensors"))["g_s.1.weight"].dtype == torch.int8
+    assert decode_stream(data, tmp_path / "d").tobytes() == decode_stream(data, folder).tobytes()
+
+
+def test_int8_tensors_without_matching_scales_are_refused(ladders, tmp_path):
+    codes = torch.ones(4, 3, dtype=torch.int8)
+    for name, tensors in {
+        "no scale": {"w": codes},
+        "scale of another shape": {"w": codes, "w" + SCALE_SUFFIX: torch.ones(3)},
+        "scale of nothing": {"w": codes.float(), "v" + SCALE_SUFFIX: torch.ones(4)},
+    }.items():
+        path = tmp_path / f"{name}.safetensors"
+        save_file(tensors, str(path))
+        with pytest.raises(BadWeightsError, match=f"^{path}: .*(scale|int8)"):
+            load_state(path)
+
+
+def test_a_ladder_file_with_an_unknown_precision_is_refused(ladder_dir):
+    path = write_ladder(ladder_dir, "tiny4", 253, precision="int4")
+    with pytest.raises(LadderFileError, match=f"{path}: precision must be one of float16, int8, got 'int4'"):
+        load_ladder("tiny4")
 
 
 def test_garbage_and_truncated_files_raise_bad_weights(ladders, tmp_path):

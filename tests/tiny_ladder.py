@@ -26,7 +26,7 @@ architecture = "gained-attn-checkerboard"
 metric = "{metric}"
 weights = "{name}.safetensors"
 lambdas = {lambdas}
-
+{precision}
 [arch]
 N = {N}
 M = {M}
@@ -37,15 +37,17 @@ n_rates = {n_rates}
 def write_ladder(
     folder: Path, name: str = "tiny", model_id: int = 250, *, metric: str = "mse",
     lambdas: Iterable[float] = (0.001, 0.01), N: int = 16, M: int = 24, rates: Iterable[float] = (0.0, 1.0),
-    flags: tuple[str, ...] = (),
+    flags: tuple[str, ...] = (), precision: str | None = None,
 ) -> Path:
     """Write ``folder/NAME.toml``: one gain row per lambda, one ladder point per rate,
-    each of ``flags`` (``postfilter``, ``centres``) switched on in ``[arch]``."""
+    each of ``flags`` (``postfilter``, ``centres``) switched on in ``[arch]``, and the
+    weights ``precision`` line if given."""
     lambdas = list(lambdas)
     points = "".join(f"\n[[points]]\nrate = {r}\n" for r in rates)
     path = folder / f"{name}.toml"
     path.write_text(LADDER.format(name=name, model_id=model_id, metric=metric, lambdas=lambdas, N=N, M=M,
                                   n_rates=len(lambdas), points=points,
+                                  precision=f'precision = "{precision}"\n' if precision else "",
                                   options="".join(f"{flag} = true\n" for flag in flags)))
     return path
 
