@@ -23,6 +23,7 @@ from compressai.registry import MODELS
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .allocator import keep_freed_memory
 from .architecture import GainedAttentionCheckerboard  # noqa: F401  (registers the model)
 from .ladder import Ladder
 
@@ -225,6 +226,7 @@ def load_network(ladder: Ladder, weights_dir: Path | None = None) -> torch.nn.Mo
     decoder-only copy (no encoder-only tensor at all) loads with ``decoder_only``
     set on the network, which :func:`check_can_encode` refuses.
     """
+    keep_freed_memory()  # a process that loads a network codes images: keep its buffers (``models.allocator``)
     path = ladder.weights_path(weights_dir)
     state = load_state(path)
     decoder_only = not any(map(is_encoder_only, state))
