@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 
 CODING_THREADS = 1  # torch threads for every encode and decode (see the module docstring)
 # Bump when a code change alters decoded pixels for the same weights and stream
-# (2: channels-last transforms), so that cached measurements are redone.
-DECODER_REVISION = 2
+# (2: channels-last transforms; 3: the last synthesis layer as a sub-pixel convolution),
+# so that cached measurements are redone.
+DECODER_REVISION = 3
 
 
 @contextmanager

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import scipy.stats
 import torch
-from compressai.entropy_models import GaussianConditional
 from torch import Tensor
 
+from .conditional import GaussianConditionalBucketized
 
-class LaplacianConditional(GaussianConditional):
+
+class LaplacianConditional(GaussianConditionalBucketized):
     """Conditional Laplacian of mean μ and scale b (CompressAI's ``scales``)."""
 
     def _standardized_cumulative(self, inputs: Tensor) -> Tensor:

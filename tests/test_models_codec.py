@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 import models.codec as codec
 from eval.images import load_rgb8
 from models import bitstream
-from models.architecture import PAD_MULTIPLE
+from models.architecture import PAD_MULTIPLE, SubPixelDeconv
+from models.conditional import GaussianConditionalBucketized
 from models.bitstream import BadStreamError, Header
 from models.ladder import LadderEntry
 from models.weights import EncoderMissingError, is_encoder_only, load_state, write_decoder_weights
@@ -337,3 +338,30 @@ def test_decoder_only_weights_decode_the_same_pixels_and_refuse_to_encode(tiny, 
     again = tmp_path / "again.safetensors"  # the same bytes every time (a package is reproducible)
     write_decoder_weights(source, again)
     assert again.read_bytes() == copy.read_bytes()
+
+
+def test_last_synthesis_layer_computes_the_transposed_convolution_as_a_sub_pixel_one():
+    torch.manual_seed(0)
+    layer = SubPixelDeconv(16, 3)
+    reference = torch.nn.ConvTranspose2d(16, 3, 5, stride=2, padding=2, output_padding=1)
+    reference.load_state_dict(layer.state_dict())  # the same parameters and keys
+    for shape in [(1, 16, 1, 1), (2, 16, 17, 9), (1, 16, 6, 4)]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            assert torch.equal(layer.train()(x), reference(x))  # training: the transposed convolution itself
+            coded = layer.eval()(x)
+        assert coded.shape == reference(x).shape
+        assert torch.allclose(coded, reference(x), atol=1e-5, rtol=0), float((coded - reference(x)).abs().max())
+
+
+def test_table_indexes_in_one_pass_equal_compressais_per_entry_comparisons():
+    from compressai.entropy_models import GaussianConditional
+
+    ours, theirs = GaussianConditionalBucketized(None), GaussianConditional(None)
+    for model in (ours, theirs):
+        model.update_scale_table(torch.exp(torch.linspace(np.log(0.11), np.log(256), 64)))
+    table = theirs.scale_table
+    scales = torch.cat([torch.rand(2000) * 300, table, table - 1e-6, table + 1e-6, torch.tensor([0.0, -1.0, 1e9])])
+    scales = scales.reshape(1, 1, -1, 1)
+    assert torch.equal(ours.build_indexes(scales), theirs.build_indexes(scales))
+    assert ours.build_indexes(scales).dtype == torch.int32
