@@ -58,6 +58,9 @@ bench: install
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_models.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_decode_memory.py
+	$(PY) bench/bench_final_layer.py
+	$(PY) bench/bench_weight_precision.py
 
 lint: install
 	$(VENV)/bin/hadolint Dockerfile
