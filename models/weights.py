@@ -40,25 +40,6 @@ def is_constant_buffer(name: str) -> bool:
     return name.endswith(CONSTANT_BUFFER_SUFFIXES)
 
 
-# Tensors only an encoder uses: the analysis transforms and the forward gains.
-ENCODER_ONLY_PREFIXES = ("g_a.", "latent_codec.hyper.h_a.")
-ENCODER_ONLY_TENSORS = ("y_gain", "z_gain")
-
-
-def is_encoder_only(name: str) -> bool:
-    return name.startswith(ENCODER_ONLY_PREFIXES) or name in ENCODER_ONLY_TENSORS
-
-
-def write_decoder_weights(source: Path, dest: Path) -> None:
-    """Copy a weights file without its encoder-only tensors (about a quarter of its bytes).
-
-    The copy has a single metadata entry: safetensors writes several in varying
-    order, and a packaged decoder's bytes must not vary from run to run.
-    """
-    state = {k: v for k, v in read_raw(source).items() if not is_encoder_only(k.removesuffix(SCALE_SUFFIX))}
-    atomic_save(state, dest, {"note": f"decoder part of {source.name} ({weights_note(source)})"})
-
-
 SCALE_SUFFIX = ":scale"  # "<parameter>:scale": the per-output-channel step of an int8 parameter
 INT8_MIN_NUMEL = 2048  # smaller parameters (gains, biases, GDN, quantiles) stay float16
 
@@ -77,6 +58,25 @@ def int8_grid(param: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.T
 
 def dequantize(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return codes.float() * scale.reshape(-1, *[1] * (codes.ndim - 1))
+
+
+# Tensors only an encoder uses: the analysis transforms and the forward gains.
+ENCODER_ONLY_PREFIXES = ("g_a.", "latent_codec.hyper.h_a.")
+ENCODER_ONLY_TENSORS = ("y_gain", "z_gain")
+
+
+def is_encoder_only(name: str) -> bool:
+    return name.startswith(ENCODER_ONLY_PREFIXES) or name in ENCODER_ONLY_TENSORS
+
+
+def write_decoder_weights(source: Path, dest: Path) -> None:
+    """Copy a weights file without its encoder-only tensors (about a quarter of its bytes).
+
+    The copy has a single metadata entry: safetensors writes several in varying
+    order, and a packaged decoder's bytes must not vary from run to run.
+    """
+    state = {k: v for k, v in read_raw(source).items() if not is_encoder_only(k.removesuffix(SCALE_SUFFIX))}
+    atomic_save(state, dest, {"note": f"decoder part of {source.name} ({weights_note(source)})"})
 
 
 class EncoderMissingError(BadWeightsError):
