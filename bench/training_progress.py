@@ -115,7 +115,7 @@ def projection(history: pd.DataFrame, steps_per_hour: float) -> str:
     steps, done = float(np.exp((target - intercept) / slope)), int(history["steps"].iloc[-1])
     if steps <= done:
         return line + "; already closed"
-    return line + (f"; projected to close at about {steps:,.0f} steps: {(steps - done) / steps_per_hour:,.0f} more"
+    return line + (f"; projected to close at about {steps:,.0f} steps: {(steps - done) / steps_per_hour:,.1f} more"
                    f" hours at {steps_per_hour:,.0f} steps/h beyond the {done:,} done")
 
 
