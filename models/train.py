@@ -96,7 +96,6 @@ class Trainer:
         self.opt = torch.optim.Adam([params[n] for n in sorted(params) if n not in aux], config.lr)
         self.aux_opt = torch.optim.Adam([params[n] for n in sorted(aux)], 1e-3)
         self.lambdas = torch.tensor(self.ladder.lambdas)
-        self.log_lambdas = torch.tensor(self.ladder.lambdas, dtype=torch.float64).log()
         self.step = 0
         self.origin = ""  # the weights this run started from (``--init``) and their note
         self.checkpoint = config.out / "checkpoint.safetensors"
@@ -160,10 +159,8 @@ class Trainer:
         return rates
 
     def lambdas_at(self, rates: torch.Tensor) -> torch.Tensor:
-        """λ of each rate: geometric between rows, as the gains and ``Ladder.lambda_at``."""
-        lo = rates.floor().long().clamp(0, len(self.lambdas) - 2)
-        t = (rates.double() - lo).clamp(0, 1)
-        return torch.lerp(self.log_lambdas[lo], self.log_lambdas[lo + 1], t).exp().float()
+        """λ of each item's rate (``Ladder.lambda_at``: geometric between rows, as the gains)."""
+        return torch.tensor([self.ladder.lambda_at(rate) for rate in rates.tolist()])
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         """One optimisation step on a batch; returns the batch's mean metrics."""
