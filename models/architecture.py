@@ -26,7 +26,7 @@ from compressai.latent_codecs import (
     GainHyperpriorLatentCodec,
     GaussianConditionalLatentCodec,
 )
-from compressai.layers import GDN, AttentionBlock, CheckerboardMaskedConv2d, conv3x3
+from compressai.layers import GDN, AttentionBlock, conv3x3
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from compressai.registry import register_model
@@ -34,6 +34,7 @@ from torch import Tensor
 
 from .centres import CentredCheckerboardLatentCodec, CentredGaussianLatentCodec
 from .conditional import GaussianConditionalBucketized
+from .context import CheckerboardContext
 from .laplacian import LaplacianConditional
 
 # Total down-sampling factor of g_a (16) times h_a (4): inputs are padded to this.
@@ -181,7 +182,7 @@ class GainedAttentionCheckerboard(CompressionModel):
                 "y": checkerboard(
                     latent_codec={"y": gaussian},
                     entropy_parameters=_entropy_parameters(M),
-                    context_prediction=CheckerboardMaskedConv2d(
+                    context_prediction=CheckerboardContext(
                         M, 2 * M, kernel_size=5, stride=1, padding=2
                     ),
                 ),

@@ -1,27 +1,38 @@
-"""Import CompressAI without the two heavy packages its codecs never use.
+"""Import CompressAI without the heavy packages its image codecs never run.
 
 ``import compressai`` loads every sub-package, including a registry of image
-*transforms* (torchvision) and point-cloud datasets (torch-geometric).  Those
-two imports pull in ``torch._dynamo`` and cost seconds per process: in every
-encode worker and, worse, in the packaged decoder, whose start-up counts in
-the leaderboard's decoding time.  Nothing in image coding touches them.
+*transforms* (torchvision), point-cloud datasets (torch-geometric, pandas) and
+``scipy.stats`` (for one quantile, which ``models.conditional`` computes with
+the standard library instead).  Together they cost seconds per process: in
+every encode worker and, worse, in the packaged decoder, whose start-up counts
+in the leaderboard's decoding time.
 
-:func:`compressai_without_extras` imports CompressAI while those two names
-resolve to inert placeholder modules, then withdraws the placeholders, so a
-later ``import torchvision`` anywhere still loads the real package.  Where the
-real package is already imported, it is used as is.
+:func:`compressai_without_extras` imports CompressAI while
+
+- torchvision and torch-geometric resolve to inert placeholder modules (CompressAI
+  uses them at import time, as class bases and decorators), withdrawn afterwards,
+  so a later ``import torchvision`` anywhere still loads the real package;
+- pandas and ``scipy.stats`` are deferred: a stand-in module imports the real
+  one when one of its attributes is first used.  (The standard library's
+  ``importlib.util.LazyLoader`` does not do here: on Python 3.11 any attribute
+  access loads the module, and both ``import pandas as pd`` and torch's
+  ``inspect.getmodule`` touch ``__spec__`` / ``__file__`` of every module.)
+
+Where a package is already imported, it is used as is.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-UNUSED_BY_IMAGE_CODECS = ("torchvision", "torch_geometric")
+UNUSED_BY_IMAGE_CODECS = ("torchvision", "torch_geometric")  # replaced by placeholders
+DEFERRED = ("pandas", "scipy.stats")  # imported by CompressAI, never called by our codecs
 
 
 class _Placeholder(types.ModuleType):
@@ -73,10 +84,56 @@ def _placeholders_for(roots: tuple[str, ...]) -> Iterator[None]:
             del sys.modules[name]
 
 
+class _Deferred(types.ModuleType):
+    """Stands in for a module until one of its public attributes is used, then imports it.
+
+    It carries the real module's ``__spec__``.  Other dunder names do not load it
+    (``__path__`` does: importing a sub-module is a use), so the import system and
+    ``inspect`` can look at the stand-in without loading anything; once the real
+    module is loaded, they are forwarded too.
+    """
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__") and name != "__path__":
+            real = sys.modules.get(self.__name__)
+            if real is None or isinstance(real, _Deferred):
+                raise AttributeError(name)
+            return getattr(real, name)
+        return getattr(_import_for_real(self.__name__), name)
+
+
+def _import_for_real(name: str) -> types.ModuleType:
+    if isinstance(sys.modules.get(name), _Deferred):
+        del sys.modules[name]
+    module = importlib.import_module(name)
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+def _defer(name: str) -> None:
+    """Put a :class:`_Deferred` stand-in for ``name`` in ``sys.modules`` (and on its parent)."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return  # not installed: let CompressAI's own import report it
+    module = _Deferred(name)
+    module.__spec__ = spec
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+
+
 def compressai_without_extras() -> types.ModuleType:
-    """``import compressai``, skipping torchvision and torch-geometric if not yet loaded."""
+    """``import compressai``: placeholders for torchvision and torch-geometric if not yet
+    loaded, pandas and ``scipy.stats`` imported only when first used."""
     if "compressai" in sys.modules:
         return sys.modules["compressai"]
+    for name in DEFERRED:
+        _defer(name)
     with _placeholders_for(UNUSED_BY_IMAGE_CODECS):
         import compressai
     return compressai

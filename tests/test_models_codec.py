@@ -365,3 +365,32 @@ def test_table_indexes_in_one_pass_equal_compressais_per_entry_comparisons():
     scales = scales.reshape(1, 1, -1, 1)
     assert torch.equal(ours.build_indexes(scales), theirs.build_indexes(scales))
     assert ours.build_indexes(scales).dtype == torch.int32
+
+
+def test_coding_tables_from_the_standard_library_quantile_are_compressais():
+    """``models.conditional`` sizes its tables without scipy: the integer CDFs must not change."""
+    from compressai.entropy_models import GaussianConditional
+
+    ours, theirs = GaussianConditionalBucketized(None), GaussianConditional(None)
+    for model in (ours, theirs):
+        model.update_scale_table(torch.exp(torch.linspace(np.log(0.11), np.log(256), 64)))
+    for name in ("_quantized_cdf", "_cdf_length", "_offset"):
+        assert torch.equal(getattr(ours, name), getattr(theirs, name)), name
+    assert ours._quantized_cdf.shape[1] > 1000  # the widest table spans ±6.1 × 256
+
+
+def test_context_convolution_returns_its_bias_for_the_all_zero_anchor_pass_and_convolves_otherwise():
+    from compressai.layers import CheckerboardMaskedConv2d
+
+    from models.context import CheckerboardContext
+
+    torch.manual_seed(0)
+    ours = CheckerboardContext(8, 16, kernel_size=5, padding=2).eval()
+    theirs = CheckerboardMaskedConv2d(8, 16, kernel_size=5, padding=2).eval()
+    theirs.load_state_dict(ours.state_dict())  # the same parameters and keys
+    with torch.no_grad():
+        for x in (torch.zeros(2, 8, 6, 10), torch.randn(1, 8, 7, 5)):
+            assert torch.equal(ours(x), theirs(x))
+        zeros = torch.zeros(1, 8, 6, 10)
+        assert ours(zeros).stride()[-2:] == (0, 0)  # a broadcast bias: nothing computed
+        assert torch.equal(ours.train()(zeros), theirs(zeros))  # training always convolves

@@ -1,4 +1,4 @@
-"""models: CompressAI loads without torchvision / torch-geometric; ladder and weights folders follow the environment."""
+"""models: CompressAI loads without torchvision / torch-geometric / pandas / scipy.stats; ladder and weights folders follow the environment."""
 
 import os
 import subprocess
@@ -18,6 +18,25 @@ print(type(torchvision.transforms.Resize).__name__, torchvision.__file__.endswit
 def test_codec_import_skips_unused_packages_and_leaves_them_importable():
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["[]", "type True"]
+
+
+DEFERRED_PROBE = """
+import sys
+import models.codec
+from models.ladder import load_ladder
+from models.weights import load_network
+load_network(load_ladder('psnr'))  # builds the coding tables
+print(sorted(n for n in ('pandas', 'scipy.stats') if type(sys.modules[n]).__name__ == 'module'))
+import compressai.entropy_models.entropy_models as em
+print(round(float(em.scipy.stats.norm.ppf(0.975)), 4), sorted(n for n in ('pandas', 'scipy.stats') if type(sys.modules[n]).__name__ == 'module'))
+import compressai.datasets.pointcloud.shapenet as sn
+print(sn.pd.DataFrame({'a': [1, 2]}).shape, sn.pd.__name__, bool(sn.pd.__version__))
+"""
+
+
+def test_decoding_never_loads_pandas_or_scipy_stats_but_both_load_when_used():
+    out = subprocess.run([sys.executable, "-c", DEFERRED_PROBE], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[]", "1.96 ['scipy.stats']", "(2, 1) pandas True"]
 
 
 def test_already_imported_real_package_is_kept():

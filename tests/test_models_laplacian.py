@@ -35,6 +35,11 @@ def test_likelihood_is_the_laplacian_mass_of_each_bin():
     assert model._likelihood(torch.tensor([6.0]), torch.tensor([1.0])) > 100 * gauss
 
 
+def test_quantile_in_closed_form_is_scipys():
+    for q in (1e-12, 5e-10, 0.1, 0.5, 0.7, 1 - 1e-9):
+        assert LaplacianConditional._standardized_quantile(q) == scipy.stats.laplace.ppf(q)
+
+
 def test_coding_tables_span_the_laplacian_tail():
     model = LaplacianConditional(None)
     model.update_scale_table(torch.tensor([0.11, 1.0, 4.0]))
