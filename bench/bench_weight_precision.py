@@ -29,7 +29,7 @@ from bench_pipeline import markdown_table
 from eval.images import list_images, load_rgb8
 from eval.metrics import aggregate_psnr, bpp, sse
 from models import bitstream
-from models.codec import _latent_shapes, _pad, coded_rate, to_image, to_tensor
+from models.codec import coded_rate, decode_with, encode_with
 from models.ladder import load_ladder
 from models.weights import dequantize, int8_grid, load_network
 
@@ -53,12 +53,8 @@ def rounded_copy(net: torch.nn.Module, bits: int) -> torch.nn.Module:
 @torch.inference_mode()
 def code(net: torch.nn.Module, ladder, entry, image) -> dict:
     """One image at one point: real file bytes and the decoded image's SSE."""
-    rate = coded_rate(entry)
-    height, width = image.shape[:2]
-    strings = net.compress(_pad(to_tensor(image)), rate)["strings"]
-    data = bitstream.pack(bitstream.Header(ladder.model_id, rate, height, width), [s[0] for s in strings])
-    x_hat = net.decompress(strings, _latent_shapes(net, height, width), rate)
-    return {"bytes": len(data), "sse": sse(image, to_image(x_hat[..., :height, :width]))}
+    data = encode_with(net, ladder.model_id, coded_rate(entry), image)
+    return {"bytes": len(data), "sse": sse(image, decode_with(net, *bitstream.parse(data)))}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -112,22 +112,15 @@ def coded_rate(entry: LadderEntry) -> float:
     return bitstream.rate_code(entry.rate) / 256
 
 
-@torch.inference_mode()
 def encode_latent(
     entry: LadderEntry, image: np.ndarray, y: torch.Tensor | None, weights_dir: Path | None = None
 ) -> bytes:
     """The file for ``image`` coding latent ``y`` (``None``: the network's own ``g_a(x)``)."""
-    height, width = image.shape[:2]
     net = load_network(entry.ladder, weights_dir)
     check_can_encode(net, entry.ladder, weights_dir)
-    rate = coded_rate(entry)
-    with coding_threads():
-        out = net.compress(_pad(to_tensor(image)), rate, y)
-    streams = [s[0] for s in out["strings"]]
-    return bitstream.pack(Header(entry.ladder.model_id, rate, height, width), streams)
+    return encode_with(net, entry.ladder.model_id, coded_rate(entry), image, y)
 
 
-@torch.inference_mode()
 def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
     """Decode one file's bytes to an H×W×3 uint8 image."""
     header, streams = bitstream.parse(data)
@@ -135,7 +128,25 @@ def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
         ladder = ladder_by_model_id(header.model_id)
     except UnknownLadderError as exc:
         raise BadStreamError(str(exc)) from None
-    net = load_network(ladder, weights_dir)
+    return decode_with(load_network(ladder, weights_dir), header, streams)
+
+
+@torch.inference_mode()
+def encode_with(
+    net: torch.nn.Module, model_id: int, rate: float, image: np.ndarray, y: torch.Tensor | None = None
+) -> bytes:
+    """The file for ``image`` coded by ``net`` at ``rate`` (a multiple of 1/256), whatever
+    weights it holds: the entry point for a network in memory (e.g. a benchmark's variant)."""
+    height, width = image.shape[:2]
+    with coding_threads():
+        out = net.compress(_pad(to_tensor(image)), rate, y)
+    streams = [s[0] for s in out["strings"]]
+    return bitstream.pack(Header(model_id, rate, height, width), streams)
+
+
+@torch.inference_mode()
+def decode_with(net: torch.nn.Module, header: Header, streams: list[bytes]) -> np.ndarray:
+    """The image of a parsed file, decoded by ``net``."""
     shape = _latent_shapes(net, header.height, header.width)
     try:
         with coding_threads():
