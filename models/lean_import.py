@@ -94,12 +94,12 @@ class _Deferred(types.ModuleType):
     """
 
     def __getattr__(self, name: str) -> object:
-        if name.startswith("__") and name != "__path__":
-            real = sys.modules.get(self.__name__)
-            if real is None or isinstance(real, _Deferred):
+        real = sys.modules.get(self.__name__)
+        if real is None or isinstance(real, _Deferred):
+            if name.startswith("__") and name != "__path__":
                 raise AttributeError(name)
-            return getattr(real, name)
-        return getattr(_import_for_real(self.__name__), name)
+            real = _import_for_real(self.__name__)
+        return getattr(real, name)
 
 
 def _import_for_real(name: str) -> types.ModuleType:
