@@ -30,7 +30,7 @@ from . import bitstream
 from .architecture import PAD_MULTIPLE
 from .bitstream import BadStreamError, Header, is_learned_stream  # noqa: F401  (public API)
 from .ladder import LadderEntry, UnknownLadderError, ladder_by_model_id
-from .weights import check_can_encode, load_network, weights_digest
+from .weights import EncoderMissingError, check_can_encode, load_network, weights_digest
 
 if TYPE_CHECKING:
     from .refine import Refinement
@@ -135,8 +135,12 @@ def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
 def encode_with(
     net: torch.nn.Module, model_id: int, rate: float, image: np.ndarray, y: torch.Tensor | None = None
 ) -> bytes:
-    """The file for ``image`` coded by ``net`` at ``rate`` (a multiple of 1/256), whatever
-    weights it holds: the entry point for a network in memory (e.g. a benchmark's variant)."""
+    """The file for ``image`` coded by ``net``, whatever weights it holds: the entry point
+    for a network in memory (e.g. a benchmark's variant).  ``rate`` is rounded to what
+    the header stores, so that the decoder's gains are exactly the encoder's."""
+    if getattr(net, "decoder_only", False):
+        raise EncoderMissingError("decoder-only weights (no analysis transform): encode with a full weights file")
+    rate = bitstream.rate_code(rate) / 256
     height, width = image.shape[:2]
     with coding_threads():
         out = net.compress(_pad(to_tensor(image)), rate, y)

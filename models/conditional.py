@@ -8,9 +8,9 @@ non-anchor halves of the checkerboard), in the encoder and in the decoder.
 integers, so streams and decoded images do not change.
 
 The tail quantile that sizes the tables comes from the standard library
-(``statistics.NormalDist``) instead of ``scipy.stats``, so that a decoder never
-imports scipy (see ``models.lean_import``); a test checks that the tables are
-CompressAI's, bit for bit.
+(``statistics.NormalDist``) instead of ``scipy.stats``, so that building
+tables never imports ``scipy.stats`` (see ``models.lean_import``); a test
+checks that the tables are CompressAI's, bit for bit.
 """
 
 from __future__ import annotations

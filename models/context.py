@@ -4,9 +4,10 @@ A checkerboard codes its anchor half first, with no context: CompressAI's
 ``CheckerboardLatentCodec`` still runs the 5×5 context convolution over an
 all-zero latent (then zeroes its output), in the encoder and in the decoder.
 That convolution is the largest single layer at latent resolution (M → 2M,
-25 taps).  A convolution of zeros is its bias, exactly (every product is ±0),
-so for an all-zero input this layer returns the bias without computing: the
-same values, so streams and decoded images do not change.
+25 taps).  For an all-zero input this layer returns its bias without
+computing: what the convolution gives (every product is ±0; a zero bias may
+differ in the sign of zero), and CompressAI zeroes the anchor context right
+after (``_mask_all``) anyway, so streams and decoded images do not change.
 """
 
 from __future__ import annotations

@@ -12,11 +12,12 @@ in the leaderboard's decoding time.
 - torchvision and torch-geometric resolve to inert placeholder modules (CompressAI
   uses them at import time, as class bases and decorators), withdrawn afterwards,
   so a later ``import torchvision`` anywhere still loads the real package;
-- pandas and ``scipy.stats`` are deferred: a stand-in module imports the real
-  one when one of its attributes is first used.  (The standard library's
-  ``importlib.util.LazyLoader`` does not do here: on Python 3.11 any attribute
-  access loads the module, and both ``import pandas as pd`` and torch's
-  ``inspect.getmodule`` touch ``__spec__`` / ``__file__`` of every module.)
+- pandas and ``scipy.stats`` are deferred: CompressAI's modules get a stand-in
+  that imports the real one when one of its attributes is first used; the
+  stand-ins leave ``sys.modules`` afterwards, so any other import is ordinary.
+  (The standard library's ``importlib.util.LazyLoader`` does not do here: on
+  Python 3.11 any attribute access loads the module, and both ``import pandas
+  as pd`` and torch's ``inspect.getmodule`` touch ``__spec__`` / ``__file__``.)
 
 Where a package is already imported, it is used as is.
 """
@@ -85,46 +86,58 @@ def _placeholders_for(roots: tuple[str, ...]) -> Iterator[None]:
 
 
 class _Deferred(types.ModuleType):
-    """Stands in for a module until one of its public attributes is used, then imports it.
+    """Stands in for a module while CompressAI imports; imports the real one on first use.
 
-    It carries the real module's ``__spec__``.  Other dunder names do not load it
-    (``__path__`` does: importing a sub-module is a use), so the import system and
-    ``inspect`` can look at the stand-in without loading anything; once the real
-    module is loaded, they are forwarded too.
+    It carries the real module's ``__spec__``; other dunder names raise
+    ``AttributeError`` until the real module is loaded (``__path__`` loads it:
+    importing a sub-module is a use), so the import system and ``inspect`` can
+    look at it without loading anything.  Only CompressAI's modules keep a
+    reference: the stand-in leaves ``sys.modules`` when its import is done.
     """
 
     def __getattr__(self, name: str) -> object:
         real = sys.modules.get(self.__name__)
-        if real is None or isinstance(real, _Deferred):
+        if real is None or real is self:
             if name.startswith("__") and name != "__path__":
                 raise AttributeError(name)
-            real = _import_for_real(self.__name__)
+            if real is self:
+                del sys.modules[self.__name__]
+            real = importlib.import_module(self.__name__)
         return getattr(real, name)
 
 
-def _import_for_real(name: str) -> types.ModuleType:
-    if isinstance(sys.modules.get(name), _Deferred):
-        del sys.modules[name]
-    module = importlib.import_module(name)
+@contextmanager
+def _deferred(names: tuple[str, ...]) -> Iterator[None]:
+    """Stand-ins for the installed, not yet imported ``names`` (in ``sys.modules`` and on
+    their parent package) while the block runs; withdrawn after it, so that every
+    later import anywhere is the ordinary one."""
+    added = []
+    for name in names:
+        spec = None if name in sys.modules else importlib.util.find_spec(name)
+        if spec is None:
+            continue  # already real, or not installed: CompressAI's own import reports it
+        module = _Deferred(name)
+        module.__spec__ = spec
+        sys.modules[name] = module
+        _set_on_parent(name, module)
+        added.append((name, module))
+    try:
+        yield
+    finally:
+        for name, module in added:
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+                _set_on_parent(name, None)
+
+
+def _set_on_parent(name: str, module: types.ModuleType | None) -> None:
     parent, _, child = name.rpartition(".")
-    if parent:
-        setattr(sys.modules[parent], child, module)
-    return module
-
-
-def _defer(name: str) -> None:
-    """Put a :class:`_Deferred` stand-in for ``name`` in ``sys.modules`` (and on its parent)."""
-    if name in sys.modules:
+    if not parent:
         return
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        return  # not installed: let CompressAI's own import report it
-    module = _Deferred(name)
-    module.__spec__ = spec
-    sys.modules[name] = module
-    parent, _, child = name.rpartition(".")
-    if parent:
+    if module is not None:
         setattr(sys.modules[parent], child, module)
+    elif child in vars(sys.modules[parent]):
+        delattr(sys.modules[parent], child)
 
 
 def compressai_without_extras() -> types.ModuleType:
@@ -132,8 +145,6 @@ def compressai_without_extras() -> types.ModuleType:
     loaded, pandas and ``scipy.stats`` imported only when first used."""
     if "compressai" in sys.modules:
         return sys.modules["compressai"]
-    for name in DEFERRED:
-        _defer(name)
-    with _placeholders_for(UNUSED_BY_IMAGE_CODECS):
+    with _deferred(DEFERRED), _placeholders_for(UNUSED_BY_IMAGE_CODECS):
         import compressai
     return compressai

@@ -393,4 +393,37 @@ def test_context_convolution_returns_its_bias_for_the_all_zero_anchor_pass_and_c
             assert torch.equal(ours(x), theirs(x))
         zeros = torch.zeros(1, 8, 6, 10)
         assert ours(zeros).stride()[-2:] == (0, 0)  # a broadcast bias: nothing computed
-        assert torch.equal(ours.train()(zeros), theirs(zeros))  # training always convolves
+        trained = ours.train()(zeros)
+        assert torch.equal(trained, theirs(zeros)) and trained.stride()[-2:] != (0, 0)  # training convolves
+
+
+def test_streams_and_pixels_are_those_of_compressais_context_convolution(tiny):
+    """The whole codec with the anchor pass skipped and with it convolved: same bytes, same image."""
+    from compressai.layers import CheckerboardMaskedConv2d
+
+    from models.context import CheckerboardContext
+
+    context = tiny.net.latent_codec.latent_codec["y"].context_prediction
+    image = kodak("kodim05.png")[:96, :160]
+    coded = {}
+    try:
+        for cls in (CheckerboardContext, CheckerboardMaskedConv2d):
+            context.__class__ = cls
+            data = codec.encode_with(tiny.net, TINY_ID, 1.5, image)
+            coded[cls] = data, codec.decode_with(tiny.net, *bitstream.parse(data)).tobytes()
+    finally:
+        context.__class__ = CheckerboardContext
+    assert coded[CheckerboardContext] == coded[CheckerboardMaskedConv2d]
+    assert coded[CheckerboardContext][0] == codec.encode_image(entry(tiny, 1.5), image, tiny.weights)
+
+
+def test_encoding_with_a_network_rounds_the_rate_and_refuses_a_decoder_only_one(tiny):
+    image = kodak()[:40, :70]
+    data = codec.encode_with(tiny.net, TINY_ID, 0.3, image)  # 0.3 is not a multiple of 1/256
+    assert data == codec.encode_image(entry(tiny, 0.3), image, tiny.weights)
+    tiny.net.decoder_only = True
+    try:
+        with pytest.raises(EncoderMissingError, match="decoder-only"):
+            codec.encode_with(tiny.net, TINY_ID, 1.0, image)
+    finally:
+        tiny.net.decoder_only = False
