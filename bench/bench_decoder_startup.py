@@ -11,7 +11,8 @@
    images encoded once, then decoded with the context convolution as CompressAI's
    ``CheckerboardMaskedConv2d`` and as ``CheckerboardContext``, alternating for
    ``--rounds`` rounds, on one torch thread as the codec always runs.  The decoded
-   images are compared too (they must be identical).
+   images are compared too (they must be identical), and the layer alone is
+   timed on one image's all-zero anchor latent.
 3. The packaged decoder on all cores (``--package``, default the low-rate
    submission of ``make submission``): ``decode.py`` run on its image files and on
    ``--copies`` copies of them (renamed), alternating.  A line through the two
@@ -35,11 +36,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from compressai.layers import CheckerboardMaskedConv2d
 
 from bench_models import cpu_info, load_avg
 from eval.images import list_images, load_rgb8
-from models.codec import decode_stream, encode_image
+from models.architecture import PAD_MULTIPLE
+from models.codec import coding_threads, decode_stream, encode_image
 from models.context import CheckerboardContext
 from models.ladder import load_ladder
 from models.weights import load_network
@@ -98,6 +101,24 @@ def packaged_decoder_lines(package: Path, copies: int, rounds: int) -> list[str]
     ]
 
 
+@torch.inference_mode()
+def anchor_pass_ms(context: torch.nn.Module, cls: type, image_shape: tuple, ladder, rounds: int) -> float:
+    """Milliseconds of the context layer on the all-zero anchor latent of one image (best of ``rounds`` × 10)."""
+    height, width = (-(-n // PAD_MULTIPLE) * PAD_MULTIPLE // 16 for n in image_shape[:2])
+    zeros = torch.zeros(1, dict(ladder.arch)["M"], height, width)
+    context.__class__, best = cls, float("inf")
+    try:
+        with coding_threads():
+            for _ in range(rounds):
+                start = time.perf_counter()
+                for _ in range(10):
+                    context(zeros)
+                best = min(best, (time.perf_counter() - start) / 10 * 1000)
+    finally:
+        context.__class__ = CheckerboardContext
+    return best
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -128,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             seconds, decoded[name] = decode_seconds_per_mp(files, megapixels)
             decode[name].append(seconds)
     context.__class__ = CheckerboardContext
+    anchor_ms = {name: anchor_pass_ms(context, cls, images[0].shape, ladder, args.rounds) for name, cls in variants.items()}
     same = all(np.array_equal(a, b) for a, b in zip(*decoded.values()))
 
     command = " ".join(["python bench/bench_decoder_startup.py", *(argv if argv is not None else sys.argv[1:])])
@@ -141,9 +163,11 @@ def main(argv: list[str] | None = None) -> None:
         "| start-up of a decoding process (import + load network) | median s | each round |", "|---|---|---|",
         *(f"| {name} | {median[name]:.2f} | {', '.join(f'{s:.2f}' for s in v)} |" for name, v in startup.items()),
         "", f"Deferring saves {eager - deferred:.2f} s per process ({1 - deferred / eager:.0%}).", "",
-        f"| anchor-pass context ({args.images} Kodak images, {megapixels:.2f} MP) | median decode s/MP | each round |",
-        "|---|---|---|",
-        *(f"| {name} | {median[name]:.3f} | {', '.join(f'{s:.3f}' for s in v)} |" for name, v in decode.items()),
+        f"| anchor-pass context ({args.images} Kodak images, {megapixels:.2f} MP) | median decode s/MP | each round "
+        "| the layer alone on one image's anchor pass (ms, best) |",
+        "|---|---|---|---|",
+        *(f"| {name} | {median[name]:.3f} | {', '.join(f'{s:.3f}' for s in v)} | {anchor_ms[name]:.3f} |"
+          for name, v in decode.items()),
         "", f"Skipping the all-zero convolution: decode {1 - skipped / plain:.1%} faster; decoded images "
         f"{'identical' if same else 'DIFFERENT'}.", "",
     ]
