@@ -29,7 +29,7 @@ from bench_pipeline import markdown_table
 from eval.images import list_images, load_rgb8
 from eval.metrics import aggregate_psnr, bpp, sse
 from models import bitstream
-from models.codec import coded_rate, decode_with, encode_with
+from models.codec import decode_with, encode_with
 from models.ladder import load_ladder
 from models.weights import dequantize, int8_grid, load_network
 
@@ -53,7 +53,7 @@ def rounded_copy(net: torch.nn.Module, bits: int) -> torch.nn.Module:
 @torch.inference_mode()
 def code(net: torch.nn.Module, ladder, entry, image) -> dict:
     """One image at one point: real file bytes and the decoded image's SSE."""
-    data = encode_with(net, ladder.model_id, coded_rate(entry), image)
+    data = encode_with(net, ladder.model_id, entry.rate, image)
     return {"bytes": len(data), "sse": sse(image, decode_with(net, *bitstream.parse(data)))}
 
 

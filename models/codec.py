@@ -30,7 +30,7 @@ from . import bitstream
 from .architecture import PAD_MULTIPLE
 from .bitstream import BadStreamError, Header, is_learned_stream  # noqa: F401  (public API)
 from .ladder import LadderEntry, UnknownLadderError, ladder_by_model_id
-from .weights import EncoderMissingError, check_can_encode, load_network, weights_digest
+from .weights import check_can_encode, load_network, weights_digest
 
 if TYPE_CHECKING:
     from .refine import Refinement
@@ -106,19 +106,22 @@ def encode_image(
     return refined if cost(refined) < cost(data) else data
 
 
+def stored_rate(rate: float) -> float:
+    """A rate as the header stores it (a multiple of 1/256), so that the decoder's
+    gains are exactly the encoder's."""
+    return bitstream.rate_code(rate) / 256
+
+
 def coded_rate(entry: LadderEntry) -> float:
-    """The entry's rate as the header stores it (a multiple of 1/256), so that the
-    decoder's gains are exactly the encoder's."""
-    return bitstream.rate_code(entry.rate) / 256
+    """The entry's rate as the header stores it (:func:`stored_rate`)."""
+    return stored_rate(entry.rate)
 
 
 def encode_latent(
     entry: LadderEntry, image: np.ndarray, y: torch.Tensor | None, weights_dir: Path | None = None
 ) -> bytes:
     """The file for ``image`` coding latent ``y`` (``None``: the network's own ``g_a(x)``)."""
-    net = load_network(entry.ladder, weights_dir)
-    check_can_encode(net, entry.ladder, weights_dir)
-    return encode_with(net, entry.ladder.model_id, coded_rate(entry), image, y)
+    return encode_with(load_network(entry.ladder, weights_dir), entry.ladder.model_id, entry.rate, image, y)
 
 
 def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
@@ -137,10 +140,9 @@ def encode_with(
 ) -> bytes:
     """The file for ``image`` coded by ``net``, whatever weights it holds: the entry point
     for a network in memory (e.g. a benchmark's variant).  ``rate`` is rounded to what
-    the header stores, so that the decoder's gains are exactly the encoder's."""
-    if getattr(net, "decoder_only", False):
-        raise EncoderMissingError("decoder-only weights (no analysis transform): encode with a full weights file")
-    rate = bitstream.rate_code(rate) / 256
+    the header stores (:func:`stored_rate`); decoder-only weights are refused."""
+    check_can_encode(net)
+    rate = stored_rate(rate)
     height, width = image.shape[:2]
     with coding_threads():
         out = net.compress(_pad(to_tensor(image)), rate, y)

@@ -224,7 +224,8 @@ def load_network(ladder: Ladder, weights_dir: Path | None = None) -> torch.nn.Mo
     Built outside inference mode even when the first caller is in it (a decoder), so
     the cached network's tensors stay usable by autograd (``models.refine``).  A
     decoder-only copy (no encoder-only tensor at all) loads with ``decoder_only``
-    set on the network, which :func:`check_can_encode` refuses.
+    set on the network, which :func:`check_can_encode` refuses; ``weights_path``
+    names the file for its message.
     """
     keep_freed_memory()  # a process that loads a network codes images: keep its buffers (``models.allocator``)
     path = ladder.weights_path(weights_dir)
@@ -233,11 +234,13 @@ def load_network(ladder: Ladder, weights_dir: Path | None = None) -> torch.nn.Mo
     with torch.inference_mode(False):
         net = build(ladder)
         load_into(net, state, path, decoder_only=decoder_only)
-        net.decoder_only = decoder_only
+        net.decoder_only, net.weights_path = decoder_only, path
         return net.ready_for_coding()
 
 
-def check_can_encode(net: torch.nn.Module, ladder: Ladder, weights_dir: Path | None = None) -> None:
-    if net.decoder_only:
-        raise EncoderMissingError(f"{ladder.weights_path(weights_dir)}: decoder-only weights (no analysis "
-                                  "transform); encode with the ladder's full weights file")
+def check_can_encode(net: torch.nn.Module) -> None:
+    """Refuse a network loaded from decoder-only weights (its ``g_a`` was never loaded)."""
+    if getattr(net, "decoder_only", False):
+        source = getattr(net, "weights_path", "these weights")
+        raise EncoderMissingError(f"{source}: decoder-only weights (no analysis transform); "
+                                  "encode with the ladder's full weights file")
