@@ -41,8 +41,7 @@ from compressai.layers import CheckerboardMaskedConv2d
 
 from bench_models import cpu_info, load_avg
 from eval.images import list_images, load_rgb8
-from models.architecture import PAD_MULTIPLE
-from models.codec import coding_threads, decode_stream, encode_image
+from models.codec import _latent_shapes, coding_threads, decode_stream, encode_image
 from models.context import CheckerboardContext
 from models.ladder import load_ladder
 from models.weights import load_network
@@ -102,10 +101,9 @@ def packaged_decoder_lines(package: Path, copies: int, rounds: int) -> list[str]
 
 
 @torch.inference_mode()
-def anchor_pass_ms(context: torch.nn.Module, cls: type, image_shape: tuple, ladder, rounds: int) -> float:
-    """Milliseconds of the context layer on the all-zero anchor latent of one image (best of ``rounds`` × 10)."""
-    height, width = (-(-n // PAD_MULTIPLE) * PAD_MULTIPLE // 16 for n in image_shape[:2])
-    zeros = torch.zeros(1, dict(ladder.arch)["M"], height, width)
+def anchor_pass_ms(context: torch.nn.Module, cls: type, latent_shape: tuple, rounds: int) -> float:
+    """Milliseconds of the context layer on an all-zero anchor latent of ``latent_shape`` (best of ``rounds`` × 10)."""
+    zeros = torch.zeros(1, *latent_shape)
     context.__class__, best = cls, float("inf")
     try:
         with coding_threads():
@@ -135,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
             startup[name].append(startup_seconds(prelude, args.ladder))
 
     ladder = load_ladder(args.ladder)
-    context = load_network(ladder).latent_codec.latent_codec["y"].context_prediction
+    net = load_network(ladder)
+    context = net.latent_codec.latent_codec["y"].context_prediction
     images = [load_rgb8(p) for p in list_images(ROOT / "data" / "kodak")[: args.images]]
     megapixels = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
     files = [encode_image(ladder.entries[args.point - 1], image) for image in images]
@@ -149,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
             seconds, decoded[name] = decode_seconds_per_mp(files, megapixels)
             decode[name].append(seconds)
     context.__class__ = CheckerboardContext
-    anchor_ms = {name: anchor_pass_ms(context, cls, images[0].shape, ladder, args.rounds) for name, cls in variants.items()}
+    latent_shape = _latent_shapes(net, *images[0].shape[:2])["y"]
+    anchor_ms = {name: anchor_pass_ms(context, cls, latent_shape, args.rounds) for name, cls in variants.items()}
     same = all(np.array_equal(a, b) for a, b in zip(*decoded.values()))
 
     command = " ".join(["python bench/bench_decoder_startup.py", *(argv if argv is not None else sys.argv[1:])])
