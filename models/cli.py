@@ -33,6 +33,10 @@ def train_command(
     focus_share: float = typer.Option(0.5, help="Share of the crops drawn from --focus."),
     seed: int = typer.Option(0, help="Seed for initialisation and crop sampling."),
     threads: int = typer.Option(2, help="torch CPU threads."),
+    device: str = typer.Option("auto", help="Where to train: auto (a CUDA GPU when torch sees one, else the CPU), "
+                               "cpu, cuda, cuda:1, ..."),
+    minutes: float = typer.Option(0.0, help="Stop after this many minutes of training, checkpoint saved "
+                                  "(0: no limit); the same command continues."),
     bf16: bool = typer.Option(True, help="Run the transforms under bfloat16 autocast (entropy model stays float32)."),
     channels_last: bool = typer.Option(True, help="Use the channels-last memory format (faster on CPU)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the transforms (about 5 % faster per step; "
@@ -49,7 +53,7 @@ def train_command(
     config = TrainConfig(
         ladder=ladder, data=data, out=out or Path("runs") / ladder, steps=steps, batch=batch,
         crop=crop, lr=lr, lr_drop_at=lr_drop_at, focus=focus, focus_share=focus_share, seed=seed,
-        threads=threads, bf16=bf16, channels_last=channels_last, compile=compile,
+        threads=threads, device=device, minutes=minutes, bf16=bf16, channels_last=channels_last, compile=compile,
         checkpoint_s=checkpoint_minutes * 60, resume=resume, init=init, export=export, skip_bad_images=skip_bad_images,
     )  # fmt: skip
     train(config)

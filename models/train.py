@@ -42,7 +42,9 @@ class TrainConfig:
     focus: tuple[float, float] | None = None  # also train at continuous rates in this range
     focus_share: float = 0.5  # share of the items drawn from ``focus`` (the rest: gain rows)
     seed: int = 0
-    threads: int = 2
+    threads: int = 2  # torch CPU threads
+    device: str = "auto"  # "cuda" when a GPU is visible, else "cpu"; or any torch device name
+    minutes: float = 0.0  # stop (checkpoint saved) after this much training time (0: no limit)
     bf16: bool = True  # transforms in bfloat16; entropy model always float32
     channels_last: bool = True
     compile: bool = False  # torch.compile the transforms: ~5 % faster steps after a cold compile of ~80 s
@@ -83,9 +85,12 @@ class Trainer:
             raise TrainingError(f"--focus must be two rates LO <= HI within 0..{top}, got {config.focus}")
         if not 0 <= config.focus_share <= 1:
             raise TrainingError(f"--focus-share must be within 0..1, got {config.focus_share}")
+        if config.minutes < 0:
+            raise TrainingError(f"--minutes must be 0 (no limit) or more, got {config.minutes}")
+        self.device = training_device(config.device)
         torch.manual_seed(config.seed)
         torch.set_num_threads(config.threads)
-        self.net = build(self.ladder).train()
+        self.net = build(self.ladder).train().to(self.device)
         if config.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         if config.compile:  # in place: state-dict keys (checkpoints, exports) stay the same
@@ -95,7 +100,7 @@ class Trainer:
         params = dict(self.net.named_parameters())
         self.opt = torch.optim.Adam([params[n] for n in sorted(params) if n not in aux], config.lr)
         self.aux_opt = torch.optim.Adam([params[n] for n in sorted(aux)], 1e-3)
-        self.lambdas = torch.tensor(self.ladder.lambdas)
+        self.lambdas = torch.tensor(self.ladder.lambdas, device=self.device)
         self.step = 0
         self.origin = ""  # the weights this run started from (``--init``) and their note
         self.checkpoint = config.out / "checkpoint.safetensors"
@@ -119,6 +124,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
         tensors.update(self._optim_tensors())
+        tensors = {k: v.cpu() for k, v in tensors.items()}
         meta = {"step": str(self.step), "origin": self.origin, "config": json.dumps(asdict(self.cfg), default=str)}
         atomic_save(tensors, self.checkpoint, meta)
         if self.cfg.export is not None:
@@ -156,14 +162,15 @@ class Trainer:
             lo, hi = self.cfg.focus
             focused = torch.rand(n) < self.cfg.focus_share
             rates = torch.where(focused, lo + (hi - lo) * torch.rand(n), rates)
-        return rates
+        return rates.to(self.device)
 
     def lambdas_at(self, rates: torch.Tensor) -> torch.Tensor:
         """λ of each item's rate (``Ladder.lambda_at``: geometric between rows, as the gains)."""
-        return torch.tensor([self.ladder.lambda_at(rate) for rate in rates.tolist()])
+        return torch.tensor([self.ladder.lambda_at(rate) for rate in rates.tolist()], device=self.device)
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         """One optimisation step on a batch; returns the batch's mean metrics."""
+        x = x.to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         rates = self.sample_rates(x.shape[0])
@@ -195,10 +202,11 @@ class Trainer:
         cfg.out.mkdir(parents=True, exist_ok=True)
         log = (cfg.out / "train.log").open("a")
         last_ckpt, t0, seen = time.time(), time.time(), 0
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.ladder}", unit="step")
+        deadline = t0 + cfg.minutes * 60 if cfg.minutes else math.inf
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.ladder} ({self.device})", unit="step")
         previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops like Ctrl-C: checkpoint first
         try:
-            while self.step < cfg.steps:
+            while self.step < cfg.steps and time.time() < deadline:
                 stats = self.train_step(sampler.batch(cfg.batch))
                 seen += cfg.batch
                 bar.update(1)
@@ -211,6 +219,8 @@ class Trainer:
                 if time.time() - last_ckpt > cfg.checkpoint_s:
                     self.save_checkpoint()
                     last_ckpt = time.time()
+            if self.step < cfg.steps:
+                tqdm.write(f"--minutes {cfg.minutes:g} reached at step {self.step}; checkpoint saved")
         except KeyboardInterrupt:
             tqdm.write(f"stopped at step {self.step}; checkpoint saved")
         finally:
@@ -218,6 +228,19 @@ class Trainer:
             bar.close()
             self.save_checkpoint()
             log.close()
+
+
+def training_device(name: str) -> torch.device:
+    """``auto``: the first GPU when torch sees one, else the CPU; other names as torch spells them."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise TrainingError(f"--device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: torch sees no CUDA GPU here (use --device cpu or auto)")
+    return device
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -217,3 +217,56 @@ def test_train_command_passes_the_focus_range_to_the_trainer(ladders, tmp_path):
     refused = CliRunner().invoke(app, [*args, "--focus", "0.5", "2.5"])
     assert refused.exit_code != 0 and "--focus must be two rates LO <= HI within 0..2, got (0.5, 2.5)" in refused.output
     assert CliRunner().invoke(app, args).exit_code == 0  # no --focus: gain rows only
+
+
+def test_a_time_limit_stops_early_with_a_checkpoint_and_the_same_command_continues(ladders, tmp_path):
+    cfg = config(tmp_path, steps=100_000, minutes=0.001)  # 60 ms of training
+    first = train(cfg)
+    assert 1 <= first.step < 100_000
+    assert Trainer(cfg).step == first.step  # the checkpoint holds where it stopped
+    again = train(cfg)
+    assert first.step < again.step < 100_000
+
+
+@pytest.mark.parametrize("device, message", [("tpu-ish", "--device 'tpu-ish'"), ("cuda", "torch sees no CUDA GPU")])
+def test_an_unusable_device_is_refused_in_one_line(ladders, tmp_path, device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match=message) as err:
+        Trainer(config(tmp_path, resume=False, device=device))
+    assert "\n" not in str(err.value)
+
+
+def test_a_negative_time_limit_is_refused(ladders, tmp_path):
+    with pytest.raises(ValueError, match="--minutes must be 0"):
+        Trainer(config(tmp_path, resume=False, minutes=-1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_a_gpu_checkpoints_and_exports_weights_the_cpu_loads(ladders, tmp_path):
+    cfg = config(tmp_path, steps=3, device="cuda", export=tmp_path / "w" / "tiny.safetensors")
+    trainer = train(cfg)
+    assert trainer.step == 3 and next(trainer.net.parameters()).is_cuda
+    net = load_network(models.ladder.load_ladder("tiny"), tmp_path / "w")
+    for name, p in trainer.net.named_parameters():
+        assert torch.equal(net.get_parameter(name), p.detach().cpu().half().float()), name
+    assert Trainer(config(tmp_path, steps=3, device="cpu")).step == 3  # a GPU checkpoint resumes on the CPU
+
+
+def test_the_device_training_script_trains_and_leaves_weights_and_log_in_out(ladders, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    out.mkdir()
+    env = os.environ | dict(OUT=str(out), DEVICE="cpu", DATA=str(KODAK), RUN_DIR=str(tmp_path / "run"),
+                            PYTHON=sys.executable, CLIC_LADDER_DIR=str(ladders))
+    done = subprocess.run(["bash", "tools/device_train.sh", "train", "tiny", "0.02", "--crop", "64", "--batch", "2",
+                           "--threads", "1"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    note = weights_note(out / "tiny.safetensors")  # "step N": N steps in the 1.2 s allowed
+    assert note.startswith("step ") and int(note.split()[1]) >= 1
+    assert (out / "train.log").is_file()
+    load_network(models.ladder.load_ladder("tiny"), out)
