@@ -10,6 +10,7 @@ import typer
 from .extend import shift_ladder_down
 from .ladder import available_ladders, load_ladder
 from .train import TrainConfig, train
+from .widen import widen_weights
 from .weights import weights_note
 
 DEFAULT_DATA = [Path("../shared/datasets/bsds500"), Path("../shared/datasets/train_extra")]
@@ -70,6 +71,19 @@ def shift_down_command(
     lambdas = shift_ladder_down(lad, rows, out)
     typer.echo(f"{ladder}: rows shifted down by {rows}; lambdas now {lambdas}. "
                f"Fine-tune: clic train --ladder {ladder} --init {out} --no-resume ...")
+
+
+def widen_command(
+    ladder: str = typer.Option(..., help="Ladder file (models/ladders/NAME.toml) of the network to start."),
+    source: str = typer.Option("psnr", "--from", help="Ladder whose trained network it starts from."),
+    weights: Optional[Path] = typer.Option(None, help="Trained weights of --from [default: its committed file]."),
+    out: Path = typer.Option(..., help="Write the carried-over weights here (then: clic train --init OUT)."),
+) -> None:
+    """Start a ladder from another's trained network: wider latent (M), gain rows moved to its λ."""
+    src = load_ladder(source)
+    weights = weights or src.weights_path()
+    widen_weights(load_ladder(ladder), src, weights, out)
+    typer.echo(f"{out}: {ladder} carried over from {weights}. Train: clic train --ladder {ladder} --init {out} ...")
 
 
 def ladders_command() -> None:

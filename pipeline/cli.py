@@ -20,10 +20,11 @@ from allocate.cli import app as allocate_app
 from eval.cli import eval_command, format_scores
 from eval.errors import EvalInputError, one_line_errors, show_tracebacks
 from models.bitstream import BadStreamError
-from models.cli import ladders_command, shift_down_command, train_command
+from models.cli import ladders_command, shift_down_command, train_command, widen_command
 from models.data import TrainingError
 from models.extend import ShiftError
 from models.ladder import UnknownLadderError
+from models.widen import WidenError
 from models.weights import BadWeightsError
 
 from .allocation import DEFAULT_BPP, Budget, Target, Transparent
@@ -36,7 +37,7 @@ from .verify import verify
 EXPECTED_ERRORS = (
     PipelineError, EvalInputError, allocate.BadTableError, allocate.InfeasibleError,
     allocate.NoSolutionError, OSError, BadStreamError, BadWeightsError, UnknownLadderError,
-    TrainingError, ShiftError,
+    TrainingError, ShiftError, WidenError,
 )
 BUNDLED_IMAGES = Path("data") / "kodak"  # in the repository (editable install) or the working folder
 
@@ -74,6 +75,7 @@ def guarded(command: Callable[..., None]) -> Callable[..., None]:
 
 app.command("train")(guarded(train_command))
 app.command("shift-down")(guarded(shift_down_command))
+app.command("widen")(guarded(widen_command))
 app.command("ladders")(guarded(ladders_command))
 
 

@@ -1,0 +1,126 @@
+"""Start a ladder from another one's trained network: wider latent, other λ.
+
+The transparent ladder needs more latent channels (M) and far higher λ than the
+low-rate one, and training it from scratch on a CPU would take many sessions.
+``widen_state`` carries a trained network over instead:
+
+- every tensor keeps its trained values in its old channels; a new input
+  channel of an old unit gets weight 0, so old units compute what they did,
+  and new units keep their fresh initialisation.  The wider network decodes
+  exactly as the trained one (its new latent channels are coded, unused) until
+  training puts them to work;
+- a dimension of k·M channels (k = 2 or 4: the context and hyper-synthesis
+  outputs, the (scales, means) of the entropy parameters and their
+  concatenation) widens block by block, so ``chunk(2)`` still splits scales from
+  means; any other widened dimension keeps its old channels first;
+- the gain tables move to the new ladder's λ: per channel, geometric in log λ
+  through the trained rows and extrapolated beyond them (as ``models.extend``
+  does below the lowest row), so the new rows start near their rates.
+
+Only M may change; N (transforms, hyper-latent) must match.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .extend import GAIN_TABLES
+from .ladder import Ladder
+from .weights import BadWeightsError, build, export, load_into, load_state, weights_note
+
+
+class WidenError(ValueError):
+    """Weights that cannot be carried over to this network."""
+
+
+def channel_map(old: int, new: int, m_old: int, m_new: int) -> list[tuple[slice, slice]]:
+    """(old slice, new slice) pairs carrying the old channels of one dimension."""
+    for k in (2, 4):
+        if (old, new) == (k * m_old, k * m_new):
+            return [(slice(i * m_old, (i + 1) * m_old), slice(i * m_new, i * m_new + m_old)) for i in range(k)]
+    return [(slice(0, old), slice(0, old))]
+
+
+def conv_axes(net: nn.Module) -> dict[str, tuple[int, int]]:
+    """(output axis, input axis) of every convolution weight (transposed ones are in × out)."""
+    axes = {}
+    for name, module in net.named_modules():
+        if isinstance(module, nn.ConvTranspose2d):
+            axes[f"{name}.weight"] = (1, 0)
+        elif isinstance(module, nn.Conv2d):
+            axes[f"{name}.weight"] = (0, 1)
+    return axes
+
+
+def widen_tensor(old: torch.Tensor, fresh: torch.Tensor, m_old: int, m_new: int,
+                 axes: tuple[int, int] | None) -> torch.Tensor:
+    """``fresh`` with ``old`` written into its old channels, old units blind to new inputs."""
+    out = fresh.clone()
+    maps = [channel_map(o, n, m_old, m_new) for o, n in zip(old.shape, fresh.shape)]
+    if axes is not None and old.shape[axes[1]] != fresh.shape[axes[1]]:
+        out_axis = axes[0]
+        for _, kept in maps[out_axis]:
+            index = [slice(None)] * out.ndim
+            index[out_axis] = kept
+            out[tuple(index)] = 0
+    for pairs in itertools.product(*maps):
+        out[tuple(new for _, new in pairs)] = old[tuple(src for src, _ in pairs)]
+    return out
+
+
+def retarget_gains(table: torch.Tensor, lambdas: tuple[float, ...], targets: tuple[float, ...]) -> torch.Tensor:
+    """Gain rows at ``targets``: per channel, geometric in log λ through (and beyond) the trained rows."""
+    logs = [math.log(v) for v in lambdas]
+    rows = table.float().abs().log()
+    out = []
+    for target in targets:
+        t = math.log(target)
+        lo = min(max(sum(v <= t for v in logs) - 1, 0), len(logs) - 2)
+        w = (t - logs[lo]) / (logs[lo + 1] - logs[lo])
+        out.append((rows[lo] + w * (rows[lo + 1] - rows[lo])).exp())
+    return torch.stack(out)
+
+
+def widen_state(
+    net: nn.Module, state: dict[str, torch.Tensor], lambdas: tuple[float, ...], targets: tuple[float, ...],
+    source: str,
+) -> dict[str, torch.Tensor]:
+    """A state for ``net`` (same architecture, M ≥ the trained one) from the trained ``state``."""
+    fresh = net.state_dict()
+    unknown = [k for k in state if k not in fresh]
+    if unknown:
+        raise BadWeightsError(f"{source}: {unknown[0]} has no place in the {type(net).__name__} to widen into")
+    if "y_gain" not in state:
+        raise WidenError(f"{source}: no gain table 'y_gain'; not a variable-rate network")
+    m_old, m_new = state["y_gain"].shape[1], net.M
+    if state["z_gain"].shape[1] != net.N or m_old > m_new:
+        raise WidenError(f"{source}: N={state['z_gain'].shape[1]}, M={m_old} cannot widen to N={net.N}, M={m_new} "
+                         "(only M may grow)")
+    axes = conv_axes(net)
+    out = dict(fresh)
+    for name, tensor in state.items():
+        if fresh[name].numel() == 0:  # entropy-coding tables, sized on load, rebuilt on export
+            out[name] = tensor
+            continue
+        if name in GAIN_TABLES:
+            tensor = retarget_gains(tensor, lambdas, targets)
+        if tensor.shape == fresh[name].shape:
+            out[name] = tensor.to(fresh[name].dtype)
+        elif tensor.ndim == fresh[name].ndim:
+            fill = fresh[name] if name not in GAIN_TABLES else tensor.mean(dim=1, keepdim=True).expand_as(fresh[name])
+            out[name] = widen_tensor(tensor.to(fresh[name].dtype), fill, m_old, m_new, axes.get(name))
+        else:
+            raise BadWeightsError(f"{source}: {name} is {tuple(tensor.shape)}, the network's {tuple(fresh[name].shape)}")
+    return out
+
+
+def widen_weights(target: Ladder, source: Ladder, weights: Path, out: Path) -> None:
+    """Write ``target``'s network, carried over from ``source``'s trained ``weights``, to ``out``."""
+    net = build(target)
+    load_into(net, widen_state(net, load_state(weights), source.lambdas, target.lambdas, str(weights)), weights)
+    export(net, target, out, note=f"widened from {weights.name}: {weights_note(weights)}")

@@ -1,0 +1,94 @@
+"""models.widen: a wider network carried over from a trained one decodes exactly as it did."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from eval.images import load_rgb8
+from models.ladder import load_ladder
+from models.weights import build, export, load_into, load_state, weights_note
+from models.widen import WidenError, retarget_gains, widen_state
+from corpus import KODAK
+from tiny_ladder import write_ladder
+
+SOURCE_LAMBDAS = [0.001, 0.004, 0.016]
+
+
+@pytest.fixture
+def ladders(ladder_dir):
+    write_ladder(ladder_dir, "tiny", 250, lambdas=SOURCE_LAMBDAS, M=24)
+    write_ladder(ladder_dir, "wide", 251, lambdas=[0.016, 0.064], M=40)  # row 0 = the source's top row
+    write_ladder(ladder_dir, "otherN", 252, lambdas=[0.016, 0.064], N=24, M=40)
+    return ladder_dir
+
+
+def trained_like(ladder: str) -> torch.nn.Module:
+    """A network with distinct per-channel gains in every row, as training leaves them."""
+    torch.manual_seed(0)
+    net = build(load_ladder(ladder))
+    with torch.no_grad():
+        for table in (net.y_gain, net.z_gain):
+            table.mul_(torch.rand_like(table) + 0.5)
+        net.y_gain_inv.copy_(1 / net.y_gain * (torch.rand_like(net.y_gain) * 0.2 + 0.9))
+    return net.eval()
+
+
+def crop() -> torch.Tensor:
+    image = load_rgb8(KODAK / "kodim05.png")[100:228, 200:328]
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255)
+
+
+@torch.no_grad()
+def test_the_widened_network_reconstructs_exactly_and_codes_old_channels_alike(ladders):
+    small = trained_like("tiny")
+    wide = build(load_ladder("wide"))
+    load_into(wide, widen_state(wide, small.state_dict(), tuple(SOURCE_LAMBDAS), (0.016, 0.064), "small"), "small")
+    wide.eval()
+    x = crop()
+    before, after = small(x, torch.tensor([2.0])), wide(x, torch.tensor([0.0]))  # both at λ = 0.016
+    assert torch.allclose(after["x_hat"], before["x_hat"], atol=1e-5)
+    assert torch.allclose(after["likelihoods"]["z"], before["likelihoods"]["z"], atol=1e-6)
+    old_channels = after["likelihoods"]["y"][:, :24]
+    assert torch.allclose(old_channels, before["likelihoods"]["y"], rtol=1e-4, atol=1e-7)
+    assert after["likelihoods"]["y"].shape[1] == 40
+    # New units are live: the wider latent's extra channels are coded (finite, not all certain).
+    extra = after["likelihoods"]["y"][:, 24:]
+    assert torch.isfinite(extra).all() and (extra < 1).any()
+
+
+def test_gain_rows_move_geometrically_in_log_lambda_and_extrapolate():
+    table = torch.tensor([[1.0, 3.0], [2.0, 3.0], [4.0, 3.0]])  # channel 0 doubles per λ doubling
+    got = retarget_gains(table, (1.0, 2.0, 4.0), (math.sqrt(2), 4.0, 16.0, 0.5))
+    assert got[:, 0].tolist() == pytest.approx([math.sqrt(2), 4.0, 16.0, 0.5], rel=1e-6)
+    assert got[:, 1].tolist() == pytest.approx([3.0] * 4, rel=1e-6)
+
+
+def test_only_the_latent_may_grow(ladders):
+    small = trained_like("tiny").state_dict()
+    with pytest.raises(WidenError, match=r"N=16, M=24 cannot widen to N=24, M=40"):
+        widen_state(build(load_ladder("otherN")), small, tuple(SOURCE_LAMBDAS), (0.016, 0.064), "small")
+    wide = trained_like("wide").state_dict()
+    with pytest.raises(WidenError, match="only M may grow"):
+        widen_state(build(load_ladder("tiny")), wide, (0.016, 0.064), tuple(SOURCE_LAMBDAS), "wide")
+
+
+def test_widen_command_writes_weights_the_wider_ladder_trains_from(ladders, tmp_path):
+    from pipeline.cli import app
+
+    source = tmp_path / "tiny.safetensors"
+    export(trained_like("tiny"), load_ladder("tiny"), source, note="step 7")
+    out = tmp_path / "wide-init.safetensors"
+    done = CliRunner().invoke(app, ["widen", "--ladder", "wide", "--from", "tiny", "--weights", str(source),
+                                    "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert weights_note(out) == "widened from tiny.safetensors: step 7"
+    net = build(load_ladder("wide"))
+    assert load_into(net, load_state(out), out) == []
+    assert net.y_gain.shape == (2, 40)
+    refused = CliRunner().invoke(app, ["widen", "--ladder", "otherN", "--from", "tiny", "--weights", str(source),
+                                       "--out", str(tmp_path / "x.safetensors")])
+    assert refused.exit_code == 2 and "cannot widen" in refused.output and not (tmp_path / "x.safetensors").exists()
