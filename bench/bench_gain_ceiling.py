@@ -1,0 +1,87 @@
+"""How far a trained ladder's network goes above its top rate with finer quantisation alone.
+
+    .venv/bin/python bench/bench_gain_ceiling.py [--ladder psnr] [--images 6] [--steps 0 1 2 3 4 6]
+
+A variable-rate network quantises its latent more finely as its gains grow.
+This pushes the top gain row further, per channel geometrically (step ``k``:
+the top row times (top row / the row below)^k, as ``models.extend`` and
+``models.widen`` extrapolate), with the transforms frozen, and codes the first
+``--images`` Kodak images with the real range coder (file bytes, header
+included; PSNR of the decoded pixels).  Where PSNR stops rising, the
+transforms, not the quantiser, limit quality: a ladder for higher rates (the
+transparent track) needs transforms trained there.  Writes
+``bench/results/gain_ceiling.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bench_models import cpu_info, load_avg
+from bench_pipeline import markdown_table
+from bench_weight_precision import code
+from eval.images import list_images, load_rgb8
+from eval.metrics import aggregate_psnr, bpp
+from models.ladder import load_ladder
+from models.weights import load_network
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def pushed(net: torch.nn.Module, k: float) -> torch.nn.Module:
+    """``net`` whose top gain row is extrapolated ``k`` steps further (``y`` and ``z``, with inverses)."""
+    out = copy.deepcopy(net)
+    with torch.no_grad():
+        for name in ("y_gain", "y_gain_inv", "z_gain", "z_gain_inv"):
+            table = getattr(out, name)
+            rows = table.abs()
+            table[-1] = rows[-1] * (rows[-1] / rows[-2]) ** k
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ladder", default="psnr")
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--steps", type=float, nargs="+", default=[0, 1, 2, 3, 4, 6])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    start = time.time()
+    ladder = load_ladder(args.ladder)
+    base = load_network(ladder)
+    top = ladder.entries[-1]
+    top_row = len(ladder.lambdas) - 1
+    if top.rate != top_row:
+        raise SystemExit(f"{ladder.name}: its last point (rate {top.rate:g}) is not its top gain row {top_row}")
+    images = {p.stem: load_rgb8(p) for p in list_images(ROOT / "data" / "kodak")[: args.images]}
+    rows = []
+    for k in args.steps:
+        net = pushed(base, k)
+        cells = pd.DataFrame([{"pixels": im.shape[0] * im.shape[1], **code(net, ladder, top, im)}
+                              for im in images.values()])
+        rows.append({"steps above the top row": k, "bpp": bpp(cells["bytes"].sum(), cells["pixels"].sum()),
+                     "PSNR (dB)": aggregate_psnr(cells["sse"].sum(), cells["pixels"].sum())})
+    table = pd.DataFrame(rows)
+    command = "python bench/bench_gain_ceiling.py " + " ".join(argv if argv is not None else [])
+    text = "\n".join([
+        "# Finer quantisation alone: where a trained network's quality stops", "",
+        f"`{command.strip()}`, {datetime.date.today()}; {cpu_info()}; load average {load_avg()}; "
+        f"ladder {args.ladder}, images {', '.join(images)}.", "",
+        __doc__.split("\n\n", 2)[2].split("Writes")[0].strip(), "",
+        markdown_table(table, ".3f"), "",
+        f"Wall time: {time.time() - start:.0f} s.", "",
+    ])
+    (RESULTS / "gain_ceiling.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
