@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from bench_models import cpu_info, load_avg
+from bench_models import ladder_report
 from bench_pipeline import markdown_table
 from bench_weight_precision import code
 from eval.images import list_images, load_rgb8
@@ -70,15 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({"steps above the top row": k, "bpp": bpp(cells["bytes"].sum(), cells["pixels"].sum()),
                      "PSNR (dB)": aggregate_psnr(cells["sse"].sum(), cells["pixels"].sum())})
     table = pd.DataFrame(rows)
-    command = "python bench/bench_gain_ceiling.py " + " ".join(argv if argv is not None else [])
-    text = "\n".join([
-        "# Finer quantisation alone: where a trained network's quality stops", "",
-        f"`{command.strip()}`, {datetime.date.today()}; {cpu_info()}; load average {load_avg()}; "
-        f"ladder {args.ladder}, images {', '.join(images)}.", "",
-        __doc__.split("\n\n", 2)[2].split("Writes")[0].strip(), "",
-        markdown_table(table, ".3f"), "",
-        f"Wall time: {time.time() - start:.0f} s.", "",
-    ])
+    text = ladder_report("Finer quantisation alone: where a trained network's quality stops", "bench_gain_ceiling.py",
+                         argv, __doc__, args.ladder, list(images), [markdown_table(table, ".3f")], start)
     (RESULTS / "gain_ceiling.md").write_text(text)
     print(text)
 

@@ -64,6 +64,21 @@ def load_avg() -> str:
         return "?"
 
 
+def ladder_report(title: str, script: str, argv: list[str] | None, doc: str, ladder: str,
+                  images: list[str], body: list[str], started: float) -> str:
+    """A results page: title; the command, date, CPU and load; the method (the script
+    docstring's third paragraph up to "Writes"); each ``body`` block; the wall time."""
+    command = f"python bench/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
+    method = doc.split("\n\n", 2)[2].split("Writes")[0].strip()
+    return "\n".join([
+        f"# {title}", "",
+        f"`{command.strip()}`, {datetime.date.today()}; {cpu_info()}; load average {load_avg()}; "
+        f"ladder {ladder}, images {', '.join(images)}.", "",
+        method, "", *[line for block in body for line in (block, "")],
+        f"Wall time: {time.time() - started:.0f} s.", "",
+    ])
+
+
 def default_weights() -> Path:
     committed = ROOT / "models" / "weights" / "psnr.safetensors"
     return committed if committed.is_file() else ROOT / "runs" / "psnr" / "export.safetensors"

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from bench_models import cpu_info, load_avg
+from bench_models import ladder_report
 from bench_options import bd_psnr
 from bench_pipeline import markdown_table
 from eval.images import list_images, load_rgb8
@@ -88,15 +87,9 @@ def main(argv: list[str] | None = None) -> None:
          "bytes vs float16": rows["bpp"].sum() / reference["bpp"].sum() - 1}
         for variant, rows in curves.groupby("variant", sort=False)
     ])
-    command = "python bench/bench_weight_precision.py " + " ".join(argv if argv is not None else [])
-    text = "\n".join([
-        "# Weights in fewer bits: RD cost, measured", "",
-        f"`{command.strip()}`, {datetime.date.today()}; {cpu_info()}; load average {load_avg()}; "
-        f"ladder {args.ladder}, images {', '.join(images)}.", "",
-        __doc__.split("\n\n", 2)[2].split("Writes")[0].strip(), "",
-        markdown_table(curves, ".4f"), "", markdown_table(summary, "+.4f"), "",
-        f"Wall time: {time.time() - start:.0f} s.", "",
-    ])
+    text = ladder_report("Weights in fewer bits: RD cost, measured", "bench_weight_precision.py", argv, __doc__,
+                         args.ladder, list(images), [markdown_table(curves, ".4f"), markdown_table(summary, "+.4f")],
+                         start)
     (RESULTS / "weight_precision.md").write_text(text)
     print(text)
 
