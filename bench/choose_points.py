@@ -6,8 +6,9 @@ Codes Kodak at every candidate rate of the ladder's network (real files, the
 pipeline's cached grid), then solves the exact 0.15 bpp allocation for every
 subset of ``--keep`` rates that contains the lowest and the highest candidate
 (so the ladder keeps its range) and ranks them by aggregate PSNR (MS-SSIM for
-an MS-SSIM ladder).  Writes ``bench/results/points_<ladder>.md``; copy the
-winning rates into the ladder file's ``[[points]]``.
+an MS-SSIM ladder).  Writes ``bench/results/points_<ladder>.md``.  ``--write``
+puts the best subset (or ``--write R R R R R``, rates among the candidates) into
+the ladder file's ``[[points]]``, each with its measured ``kodak_bpp``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=ROOT / "data" / "kodak")
     parser.add_argument("--cache", type=Path, default=ROOT / "cache")
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--write", type=float, nargs="*", default=None,
+                        help="Write these rates (none given: the best subset) into the ladder file.")
     args = parser.parse_args()
+    ladder_path = models.ladder.ladder_file(args.ladder)
     with tempfile.TemporaryDirectory() as tmp:
         ladder = ladder_with_rates(args.ladder, sorted(set(args.rates)), Path(tmp))
         rate_of = {e.name: e.rate for e in ladder.entries}
@@ -88,6 +92,14 @@ def main() -> None:
     out = RESULTS / f"points_{args.ladder}.md"
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
+    if args.write is not None:
+        chosen = args.write or [float(r) for r in ranked.iloc[0]["rates"].split()]
+        by_rate = {rate_of[n]: 8 * per_rate.loc[n].bytes / per_rate.loc[n].pixels for n in rate_of}
+        missing = [r for r in chosen if r not in by_rate]
+        if missing:
+            raise SystemExit(f"--write: rate {missing[0]:g} was not measured (--rates {' '.join(map(str, args.rates))})")
+        models.ladder.rewrite_points(ladder_path, [(r, by_rate[r]) for r in sorted(chosen)])
+        print(f"{ladder_path}: points {' '.join(f'{r:g}' for r in sorted(chosen))} written with their Kodak bpp")
 
 
 if __name__ == "__main__":

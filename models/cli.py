@@ -86,6 +86,10 @@ def widen_command(
     typer.echo(f"{out}: {ladder} carried over from {weights}. Train: clic train --ladder {ladder} --init {out} ...")
 
 
+def _measured(bpp: float | None) -> str:
+    return "" if bpp is None else f", {bpp:.3f} bpp on Kodak"
+
+
 def ladders_command() -> None:
     """List the ladder files: metric, λ per gain row, offered rate points, weights."""
     for ladder in available_ladders().values():
@@ -94,5 +98,5 @@ def ladders_command() -> None:
         typer.echo(f"{ladder.name} (model id {ladder.model_id}, {ladder.architecture} "
                    f"{', '.join(f'{k}={v}' for k, v in ladder.arch)}, metric {ladder.metric}, {ladder.precision} weights)")
         typer.echo(f"  lambdas: {', '.join(f'{v:g}' for v in ladder.lambdas)}")
-        typer.echo(f"  points:  {', '.join(f'{e.name} (rate {e.rate:g})' for e in ladder.entries)}")
+        typer.echo(f"  points:  {', '.join(f'{e.name} (rate {e.rate:g}{_measured(e.kodak_bpp)})' for e in ladder.entries)}")
         typer.echo(f"  weights: {weights}")

@@ -43,6 +43,9 @@ class Ladder:
     arch: tuple[tuple[str, int | bool], ...]  # network options, e.g. (("M", 96), ("N", 64))
     rates: tuple[float, ...]  # the offered rate points (fractional = interpolated)
     precision: str = "float16"  # how the weights file stores large weights (``PRECISIONS``)
+    # Each point's bpp on Kodak as last measured (``bench/choose_points.py``), None where not given:
+    # the expected range of the ladder, shown by ``clic ladders``.
+    kodak_bpp: tuple[float | None, ...] = ()
 
     @property
     def entries(self) -> list[LadderEntry]:
@@ -72,6 +75,11 @@ class LadderEntry:
         return f"learned-{self.ladder.name}-q{self.index + 1}"
 
     @property
+    def kodak_bpp(self) -> float | None:
+        """This point's measured bpp on Kodak, if the ladder file gives it."""
+        return self.ladder.kodak_bpp[self.index] if self.ladder.kodak_bpp else None
+
+    @property
     def rate_label(self) -> str:
         return f"rate={self.rate:g} ({self.ladder.metric})"
 
@@ -95,6 +103,10 @@ def _parse(path: Path) -> Ladder:
     precision = raw.get("precision", "float16")
     if precision not in PRECISIONS:
         raise LadderFileError(f"{path}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    points = raw["points"]
+    kodak_bpp = tuple(p.get("kodak_bpp") for p in points)
+    if any(v is not None and not (isinstance(v, (int, float)) and v > 0) for v in kodak_bpp):
+        raise LadderFileError(f"{path}: kodak_bpp must be a positive number of bits per pixel, got {kodak_bpp}")
     return Ladder(
         name=raw["name"],
         model_id=int(raw["model_id"]),
@@ -103,8 +115,9 @@ def _parse(path: Path) -> Ladder:
         weights=raw["weights"],
         lambdas=tuple(float(v) for v in raw["lambdas"]),
         arch=tuple(sorted(raw["arch"].items())),
-        rates=tuple(float(p["rate"]) for p in raw["points"]),
+        rates=tuple(float(p["rate"]) for p in points),
         precision=precision,
+        kodak_bpp=tuple(None if v is None else float(v) for v in kodak_bpp),
     )
 
 
@@ -126,6 +139,16 @@ def ladder_file(name: str) -> Path:
         if _parse(path).name == name:
             return path
     raise UnknownLadderError(f"unknown ladder {name!r}")
+
+
+def rewrite_points(path: Path, points: list[tuple[float, float]]) -> None:
+    """Replace a ladder file's ``[[points]]`` (all after the first) by (rate, Kodak bpp) pairs,
+    keeping everything above them."""
+    text = path.read_text()
+    if "[[points]]" not in text:
+        raise LadderFileError(f"{path}: no [[points]] to replace")
+    head = text[: text.index("[[points]]")]
+    path.write_text(head + "\n".join(f"[[points]]\nrate = {r:g}\nkodak_bpp = {b:.4f}\n" for r, b in points))
 
 
 def ladder_by_model_id(model_id: int) -> Ladder:

@@ -95,3 +95,23 @@ def test_ladders_command_lists_points_and_weights(ladder_dir, tmp_path, monkeypa
     size = (tmp_path / "tiny.safetensors").stat().st_size
     assert lines[3] == f"  weights: {tmp_path / 'tiny.safetensors'} ({size:,} B; step 7)"
     assert lines[4].startswith("wide (model id 251") and lines[-1] == "  weights: not trained"
+
+
+def test_rewritten_points_carry_their_kodak_bpp_into_the_listing(ladder_dir):
+    path = write_ladder(ladder_dir, "tiny", 250, lambdas=[0.001, 0.002, 0.004], N=8, M=12, rates=(0.0, 1.5))
+    head = path.read_text().split("[[points]]")[0]
+    models.ladder.rewrite_points(path, [(0.0, 0.0657), (1.875, 0.14761), (2.0, 0.1543)])
+    assert path.read_text().startswith(head)
+    ladder = load_ladder("tiny")
+    assert ladder.rates == (0.0, 1.875, 2.0) and ladder.kodak_bpp == (0.0657, 0.1476, 0.1543)
+    assert [e.kodak_bpp for e in ladder.entries] == [0.0657, 0.1476, 0.1543]
+    listing = CliRunner().invoke(app, ["ladders"]).output.splitlines()
+    assert listing[2] == ("  points:  learned-tiny-q1 (rate 0, 0.066 bpp on Kodak), learned-tiny-q2 (rate 1.875, "
+                          "0.148 bpp on Kodak), learned-tiny-q3 (rate 2, 0.154 bpp on Kodak)")
+
+
+def test_a_kodak_bpp_that_is_not_a_positive_number_is_refused(ladder_dir):
+    path = write_ladder(ladder_dir, "tiny", 250, lambdas=[0.001, 0.002], N=8, M=12, rates=(0.0,))
+    path.write_text(path.read_text() + 'kodak_bpp = "low"\n')
+    with pytest.raises(models.ladder.LadderFileError, match=f"{path}: kodak_bpp must be a positive number"):
+        load_ladder("tiny")
