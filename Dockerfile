@@ -33,6 +33,7 @@ RUN make install
 COPY data ./data
 COPY bench ./bench
 COPY tests ./tests
+COPY tools ./tools
 
 VOLUME ["/out"]
 CMD ["make", "submission", "OUT=/out"]
