@@ -21,7 +21,7 @@ def train_command(
         DEFAULT_DATA, "--data", help="Folder of training images (repeat the option for several)."
     ),
     ladder: str = typer.Option("psnr", help="Ladder file (models/ladders/NAME.toml) whose network to train."),
-    out: Optional[Path] = typer.Option(None, help="Run folder for checkpoint and log [default: runs/LADDER]."),
+    out: Optional[Path] = typer.Option(None, help="Run folder for checkpoint and log.", show_default="runs/LADDER"),
     steps: int = typer.Option(1000, help="Total optimisation steps; a resumed run continues up to this."),
     batch: int = typer.Option(16, help="Crops per batch (each gets a random rate point)."),
     crop: int = typer.Option(128, help="Crop side in pixels, a multiple of 64 (MS-SSIM ladders need >= 192)."),
@@ -29,7 +29,7 @@ def train_command(
     lr_drop_at: int = typer.Option(0, help="Divide the learning rate by 10 from this step on (0: never)."),
     focus: Optional[tuple[float, float]] = typer.Option(
         None, help="Also train at continuous rates in LO HI (a share of each batch, --focus-share): "
-        "the fractional points the allocator picks most.  [default: gain rows only]"
+        "the fractional points the allocator picks most.", show_default="gain rows only"
     ),
     focus_share: float = typer.Option(0.5, help="Share of the crops drawn from --focus."),
     seed: int = typer.Option(0, help="Seed for initialisation and crop sampling."),
@@ -63,7 +63,7 @@ def train_command(
 def shift_down_command(
     ladder: str = typer.Option("psnr", help="Ladder file (models/ladders/NAME.toml) whose rate rows to move."),
     rows: int = typer.Option(1, help="How many rows to add below the lowest (as many top rows are dropped)."),
-    out: Optional[Path] = typer.Option(None, help="Write the shifted weights here [default: the ladder's own file]."),
+    out: Optional[Path] = typer.Option(None, help="Write the shifted weights here.", show_default="the ladder's own file"),
 ) -> None:
     """Move a ladder's rate points down (its lowest bpp is above the budget); then fine-tune with --init."""
     lad = load_ladder(ladder)
@@ -76,7 +76,7 @@ def shift_down_command(
 def widen_command(
     ladder: str = typer.Option(..., help="Ladder file (models/ladders/NAME.toml) of the network to start."),
     source: str = typer.Option("psnr", "--from", help="Ladder whose trained network it starts from."),
-    weights: Optional[Path] = typer.Option(None, help="Trained weights of --from [default: its committed file]."),
+    weights: Optional[Path] = typer.Option(None, help="Trained weights of --from.", show_default="its committed file"),
     out: Path = typer.Option(..., help="Write the carried-over weights here (then: clic train --init OUT)."),
 ) -> None:
     """Start a ladder from another's trained network: wider latent (M), gain rows moved to its λ."""
