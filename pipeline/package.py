@@ -48,7 +48,7 @@ PILLOW_LIBRARIES = ("jpg", "webp", "avif", "jpg_2000", "zlib")
 TIMING_COLUMNS = ("enc_s", "dec_s")  # RD table columns left out of its manifest hash
 # Modules of ``models`` that decoding never imports (training, refinement, command line),
 # left out of a packaged decoder (the packaged-decoder tests decode without them).
-ENCODER_SIDE = ("cli.py", "data.py", "extend.py", "refine.py", "train.py")
+ENCODER_SIDE = ("cli.py", "data.py", "extend.py", "refine.py", "train.py", "widen.py")
 
 
 def folder_bytes(folder: Path) -> int:
