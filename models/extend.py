@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from eval.atomic import write_text
+
 from .ladder import Ladder, ladder_file
 from .weights import BadWeightsError, atomic_save, read_raw, weights_note
 
@@ -58,7 +60,7 @@ def rewrite_lambdas(path: Path, lambdas: list[float]) -> None:
     new, count = re.subn(r"^lambdas\s*=\s*\[[^\]]*\]", line, text, flags=re.MULTILINE)
     if count != 1:
         raise ShiftError(f"{path}: expected one 'lambdas = [...]' line, found {count}")
-    path.write_text(new)
+    write_text(path, new)  # atomic
 
 
 def shift_ladder_down(ladder: Ladder, k: int, weights_out: Path) -> list[float]:

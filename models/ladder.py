@@ -142,13 +142,16 @@ def ladder_file(name: str) -> Path:
 
 
 def rewrite_points(path: Path, points: list[tuple[float, float]]) -> None:
-    """Replace a ladder file's ``[[points]]`` (all after the first) by (rate, Kodak bpp) pairs,
-    keeping everything above them."""
+    """Replace a ladder file's ``[[points]]`` tables (the first and all below it) by (rate,
+    Kodak bpp) pairs, keeping everything above them; atomically (``eval`` is imported here,
+    not at the top: the packaged decoder carries this module but not ``eval``)."""
+    from eval.atomic import write_text
+
     text = path.read_text()
     if "[[points]]" not in text:
         raise LadderFileError(f"{path}: no [[points]] to replace")
     head = text[: text.index("[[points]]")]
-    path.write_text(head + "\n".join(f"[[points]]\nrate = {r:g}\nkodak_bpp = {b:.4f}\n" for r, b in points))
+    write_text(path, head + "\n".join(f"[[points]]\nrate = {r:g}\nkodak_bpp = {b:.4f}\n" for r, b in points))
 
 
 def ladder_by_model_id(model_id: int) -> Ladder:
