@@ -4,8 +4,8 @@
 
 A variable-rate network quantises its latent more finely as its gains grow.
 This pushes the top gain row further, per channel geometrically (step ``k``:
-the top row times (top row / the row below)^k, as ``models.extend`` and
-``models.widen`` extrapolate), with the transforms frozen, and codes the first
+the top row times (top row / the row below)^k, ``models.widen.retarget_gains``
+at λ_top·(λ_top / λ_below)^k), with the transforms frozen, and codes the first
 ``--images`` Kodak images with the real range coder (file bytes, header
 included; PSNR of the decoded pixels).  Where PSNR stops rising, the
 transforms, not the quantiser, limit quality: a ladder for higher rates (the
@@ -28,21 +28,24 @@ from bench_pipeline import markdown_table
 from bench_weight_precision import code
 from eval.images import list_images, load_rgb8
 from eval.metrics import aggregate_psnr, bpp
+from models.extend import GAIN_TABLES
 from models.ladder import load_ladder
 from models.weights import load_network
+from models.widen import retarget_gains
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
-def pushed(net: torch.nn.Module, k: float) -> torch.nn.Module:
-    """``net`` whose top gain row is extrapolated ``k`` steps further (``y`` and ``z``, with inverses)."""
+def pushed(net: torch.nn.Module, lambdas: tuple[float, ...], k: float) -> torch.nn.Module:
+    """``net`` whose top gain row sits ``k`` λ-steps further up (``y`` and ``z``, with inverses),
+    extrapolated as ``models.widen.retarget_gains`` does."""
+    top = lambdas[-1] * (lambdas[-1] / lambdas[-2]) ** k
     out = copy.deepcopy(net)
     with torch.no_grad():
-        for name in ("y_gain", "y_gain_inv", "z_gain", "z_gain_inv"):
+        for name in GAIN_TABLES:
             table = getattr(out, name)
-            rows = table.abs()
-            table[-1] = rows[-1] * (rows[-1] / rows[-2]) ** k
+            table.copy_(retarget_gains(table, lambdas, (*lambdas[:-1], top)))
     return out
 
 
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     images = {p.stem: load_rgb8(p) for p in list_images(ROOT / "data" / "kodak")[: args.images]}
     rows = []
     for k in args.steps:
-        net = pushed(base, k)
+        net = pushed(base, ladder.lambdas, k)
         cells = pd.DataFrame([{"pixels": im.shape[0] * im.shape[1], **code(net, ladder, top, im)}
                               for im in images.values()])
         rows.append({"steps above the top row": k, "bpp": bpp(cells["bytes"].sum(), cells["pixels"].sum()),

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 import allocate
-from eval.metrics import aggregate_psnr, weighted_msssim
+from eval.metrics import aggregate_psnr, bpp, weighted_msssim
 import models.ladder
 from eval.images import list_images
 from pipeline.grid import run_grid
@@ -74,6 +74,7 @@ def main() -> None:
         table = run_grid(list_images(args.images), list(rate_of), args.cache, args.n_jobs).table
     per_rate = table.groupby("candidate").agg(bytes=("bytes", "sum"), pixels=("pixels", "sum"), sse=("sse", "sum"))
     per_rate["msssim"] = table.groupby("candidate").apply(lambda g: weighted_msssim(g["msssim"], g["pixels"]))
+    bpp_at = {rate_of[name]: bpp(int(r.bytes), int(r.pixels)) for name, r in per_rate.iterrows()}
     ranked = rank_subsets(table, rate_of, args.keep, ladder.metric)
     lines = [f"# Rate points of the `{args.ladder}` ladder, chosen by allocation at 0.15 bpp", "",
              f"`python bench/choose_points.py --ladder {args.ladder} --rates {' '.join(f'{r:g}' for r in args.rates)}"
@@ -81,7 +82,7 @@ def main() -> None:
              "| rate | bpp | aggregate PSNR (dB) | MS-SSIM |", "|---|---|---|---|"]
     for name in sorted(rate_of, key=rate_of.get):
         r = per_rate.loc[name]
-        lines.append(f"| {rate_of[name]:g} | {8 * r.bytes / r.pixels:.4f} | "
+        lines.append(f"| {rate_of[name]:g} | {bpp_at[rate_of[name]]:.4f} | "
                      f"{aggregate_psnr(float(r.sse), int(r.pixels)):.3f} | {r.msssim:.4f} |")
     lines += ["", f"Best subsets of {args.keep} (lowest and highest rate always kept):", "",
               "| rates | PSNR @0.15 | MS-SSIM @0.15 | bytes |", "|---|---|---|---|"]
@@ -94,11 +95,10 @@ def main() -> None:
     print(out.read_text())
     if args.write is not None:
         chosen = args.write or [float(r) for r in ranked.iloc[0]["rates"].split()]
-        by_rate = {rate_of[n]: 8 * per_rate.loc[n].bytes / per_rate.loc[n].pixels for n in rate_of}
-        missing = [r for r in chosen if r not in by_rate]
+        missing = [r for r in chosen if r not in bpp_at]
         if missing:
             raise SystemExit(f"--write: rate {missing[0]:g} was not measured (--rates {' '.join(map(str, args.rates))})")
-        models.ladder.rewrite_points(ladder_path, [(r, by_rate[r]) for r in sorted(chosen)])
+        models.ladder.rewrite_points(ladder_path, [(r, bpp_at[r]) for r in sorted(chosen)])
         print(f"{ladder_path}: points {' '.join(f'{r:g}' for r in sorted(chosen))} written with their Kodak bpp")
 
 

@@ -42,10 +42,10 @@ class Ladder:
     lambdas: tuple[float, ...]  # λ of each trained gain row
     arch: tuple[tuple[str, int | bool], ...]  # network options, e.g. (("M", 96), ("N", 64))
     rates: tuple[float, ...]  # the offered rate points (fractional = interpolated)
-    precision: str = "float16"  # how the weights file stores large weights (``PRECISIONS``)
     # Each point's bpp on Kodak as last measured (``bench/choose_points.py``), None where not given:
     # the expected range of the ladder, shown by ``clic ladders``.
-    kodak_bpp: tuple[float | None, ...] = ()
+    kodak_bpp: tuple[float | None, ...]
+    precision: str = "float16"  # how the weights file stores large weights (``PRECISIONS``)
 
     @property
     def entries(self) -> list[LadderEntry]:
@@ -77,7 +77,7 @@ class LadderEntry:
     @property
     def kodak_bpp(self) -> float | None:
         """This point's measured bpp on Kodak, if the ladder file gives it."""
-        return self.ladder.kodak_bpp[self.index] if self.ladder.kodak_bpp else None
+        return self.ladder.kodak_bpp[self.index]
 
     @property
     def rate_label(self) -> str:
