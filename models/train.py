@@ -182,7 +182,12 @@ class Trainer:
             group["lr"] = self.current_lr()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        if not (math.isfinite(loss.item()) and math.isfinite(norm.item())):
+            raise TrainingError(
+                f"step {self.step + 1}: loss {loss.item():g}, gradient norm {norm.item():g}: training diverged; "
+                "the weights stay as before this step (try a lower --lr or other --init weights)"
+            )
         self.opt.step()
         aux_loss = self.net.aux_loss()
         self.aux_opt.zero_grad(set_to_none=True)

@@ -13,9 +13,9 @@ low-rate one, and training it from scratch on a CPU would take many sessions.
   outputs, the (scales, means) of the entropy parameters and their
   concatenation) widens block by block, so ``chunk(2)`` still splits scales from
   means; any other widened dimension keeps its old channels first;
-- the gain tables move to the new ladder's λ: per channel, geometric in log λ
-  through the trained rows and extrapolated beyond them (as ``models.extend``
-  does below the lowest row), so the new rows start near their rates.
+- the gain tables move to the new ladder's λ, geometric in log λ: per channel
+  between the trained rows, by one median slope for all channels beyond them
+  (``retarget_gains``), so the new rows start near their rates.
 
 Only M may change; N (transforms, hyper-latent) must match.
 """
@@ -74,15 +74,23 @@ def widen_tensor(old: torch.Tensor, fresh: torch.Tensor, m_old: int, m_new: int,
 
 
 def retarget_gains(table: torch.Tensor, lambdas: tuple[float, ...], targets: tuple[float, ...]) -> torch.Tensor:
-    """Gain rows at ``targets``: per channel, geometric in log λ through (and beyond) the trained rows."""
+    """Gain rows at ``targets``, geometric in log λ: per channel between the trained rows;
+    beyond them, the outermost row moved by the median slope of the outer pair, the same
+    for every channel.  (Per-channel slopes scatter; extrapolated over the nine row steps
+    from the psnr ladder up to the transparent one, they blew single gains up 100-fold
+    and training diverged.  The median y slope sits at the high-rate law's ±0.5.)"""
     logs = [math.log(v) for v in lambdas]
     rows = table.float().abs().log()
     out = []
     for target in targets:
         t = math.log(target)
         lo = min(max(sum(v <= t for v in logs) - 1, 0), len(logs) - 2)
-        w = (t - logs[lo]) / (logs[lo + 1] - logs[lo])
-        out.append((rows[lo] + w * (rows[lo + 1] - rows[lo])).exp())
+        slopes = (rows[lo + 1] - rows[lo]) / (logs[lo + 1] - logs[lo])
+        if logs[0] <= t <= logs[-1]:
+            out.append((rows[lo] + (t - logs[lo]) * slopes).exp())
+        else:
+            edge = lo + 1 if t > logs[-1] else lo
+            out.append((rows[edge] + (t - logs[edge]) * slopes.median()).exp())
     return torch.stack(out)
 
 

@@ -12,7 +12,7 @@ import torch
 import models.ladder
 from eval.images import load_rgb8
 from models.data import CropSampler
-from models.train import MSSSIM_MIN_CROP, TrainConfig, Trainer, bits_per_pixel, distortion, train
+from models.train import MSSSIM_MIN_CROP, TrainConfig, Trainer, TrainingError, bits_per_pixel, distortion, train
 from models.weights import BadWeightsError, export, load_network, weights_note
 from tiny_ladder import write_ladder
 
@@ -68,6 +68,19 @@ def test_bf16_training_step_is_finite_and_keeps_float32_weights(ladders, tmp_pat
     stats = trainer.train_step(fixed_crop())
     assert all(math.isfinite(v) for v in stats.values())
     assert all(p.dtype == torch.float32 for p in trainer.net.parameters())
+
+
+def test_a_diverging_step_stops_training_and_leaves_the_weights_as_they_were(ladders, tmp_path):
+    trainer = Trainer(config(tmp_path, resume=False, bf16=False))
+    trainer.train_step(fixed_crop())  # (the first forward also zeroes the context convolution's masked taps)
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    poisoned = fixed_crop()
+    poisoned[0, 0, 0, 0] = float("inf")
+    with pytest.raises(TrainingError, match=r"step 2: loss (nan|inf).*training diverged"):
+        trainer.train_step(poisoned)
+    assert trainer.step == 1
+    after = trainer.net.state_dict()
+    assert [k for k in before if not torch.equal(before[k], after[k])] == []
 
 
 def _optimizer_tensors(trainer: Trainer) -> dict[str, torch.Tensor]:

@@ -62,9 +62,18 @@ def test_the_widened_network_reconstructs_exactly_and_codes_old_channels_alike(l
 
 def test_gain_rows_move_geometrically_in_log_lambda_and_extrapolate():
     table = torch.tensor([[1.0, 3.0], [2.0, 3.0], [4.0, 3.0]])  # channel 0 doubles per λ doubling
-    got = retarget_gains(table, (1.0, 2.0, 4.0), (math.sqrt(2), 4.0, 16.0, 0.5))
-    assert got[:, 0].tolist() == pytest.approx([math.sqrt(2), 4.0, 16.0, 0.5], rel=1e-6)
-    assert got[:, 1].tolist() == pytest.approx([3.0] * 4, rel=1e-6)
+    got = retarget_gains(table, (1.0, 2.0, 4.0), (math.sqrt(2), 4.0))
+    assert got[:, 0].tolist() == pytest.approx([math.sqrt(2), 4.0], rel=1e-6)
+    assert got[:, 1].tolist() == pytest.approx([3.0] * 2, rel=1e-6)
+
+
+def test_gains_extrapolate_by_one_median_slope_for_all_channels():
+    # Per λ doubling the channels grow ×1, ×2 and ×8; the median slope (×2 per doubling)
+    # carries every channel beyond the trained rows, keeping their ratios at the edge row.
+    table = torch.tensor([[1.0, 1.0, 1.0], [1.0, 2.0, 8.0]])
+    up, down = retarget_gains(table, (1.0, 2.0), (8.0, 0.25))
+    assert up.tolist() == pytest.approx([4.0, 8.0, 32.0], rel=1e-6)
+    assert down.tolist() == pytest.approx([0.25, 0.25, 0.25], rel=1e-6)
 
 
 def test_only_the_latent_may_grow(ladders):
