@@ -110,9 +110,10 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Output folder (rd.csv, subm
 CacheOpt = Annotated[Path, typer.Option("--cache", help="Encode cache: one bitstream + record per image × candidate.")]
 LadderOpt = Annotated[
     Optional[str],
-    typer.Option("--ladder", help=f"Candidates: {' | '.join(LADDERS)} (default: learned once trained, else classical), "
-                 "a learned ladder file's name (psnr, msssim: models/ladders/NAME.toml), "
-                 "or a comma-separated list of candidate names (jpeg-q35,avif-q30)."),
+    typer.Option("--ladder", help=f"Candidates: {' | '.join(LADDERS)} (default: learned once trained, else classical; "
+                 "with --transparent: transparent,classical once trained), "
+                 "a learned ladder file's name (psnr, msssim, transparent: models/ladders/NAME.toml), a candidate "
+                 "name, or a comma-separated list of these (transparent,classical or jpeg-q35,avif-q30)."),
 ]
 JobsOpt = Annotated[int, typer.Option("--n-jobs", min=1, help="Parallel encode workers (local processes; without --workers/--scheduler).")]
 SchedulerOpt = Annotated[
@@ -171,7 +172,7 @@ def submission_command(
     """Build a verified submission: encode → allocate → package → verify → report."""
     with expected_errors():
         settings = Settings(
-            images=resolve_images(images), out=out, cache=cache, ladder=ladder or default_ladder(),
+            images=resolve_images(images), out=out, cache=cache, ladder=ladder or default_ladder(transparent),
             target=resolve_target(bpp, n_bytes, transparent, psnr, msssim), refine=refine, objective=objective,
             solver=solver, n_jobs=n_jobs, scheduler=scheduler, workers=workers, entry=entry,
             leaderboard=leaderboard,

@@ -94,12 +94,27 @@ def test_a_ladder_file_name_offers_its_points_once_trained(monkeypatch):
 
 
 def test_default_ladder_follows_trained_weights(monkeypatch):
-    monkeypatch.setattr(models.ladder, "has_trained_weights", lambda name: False)
-    assert default_ladder() == "classical"
+    trained = set()
+    monkeypatch.setattr(models.ladder, "has_trained_weights", lambda name: name in trained)
+    assert default_ladder() == default_ladder(transparent=True) == "classical"
     with pytest.raises(PipelineError, match="no trained weights"):
         ladder_candidates("hybrid")
-    monkeypatch.setattr(models.ladder, "has_trained_weights", lambda name: True)
+    trained.add("psnr")
     assert default_ladder() == "learned"
+    assert default_ladder(transparent=True) == "classical"  # the low-rate networks stop near 30 dB
+    trained.add("transparent")
+    assert default_ladder(transparent=True) == "transparent,classical"
+
+
+def test_comma_lists_mix_ladders_and_candidates_each_candidate_once(monkeypatch):
+    monkeypatch.setattr(models.ladder, "has_trained_weights", lambda name: name == "transparent")
+    both = ladder_candidates("transparent, classical,avif-q30")
+    assert both == ladder_candidates("transparent") + ladder_candidates("classical")
+    assert both[0] == "learned-transparent-q1" and both.count("avif-q30") == 1
+    assert ladder_candidates("avif-q30") == ["avif-q30"]
+    for bad in ("transparent,fancy", ",", "avif-q999x"):
+        with pytest.raises(PipelineError):
+            ladder_candidates(bad)
 
 
 def test_decoder_refuses_unknown_bytes():

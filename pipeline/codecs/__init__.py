@@ -18,36 +18,44 @@ LADDERS = ("learned", "classical", "hybrid")
 __all__ = ["LADDERS", "Codec", "default_ladder", "get_codec", "ladder_candidates", "with_refinement"]
 
 
-def default_ladder() -> str:
-    """``learned`` once its weights are trained, else ``classical``."""
+def default_ladder(transparent: bool = False) -> str:
+    """The candidates a track uses unless told otherwise: for a budget, the learned
+    (PSNR) ladder once trained, else ``classical``; for the transparent track, the
+    transparent ladder's points beside the classical ones once it is trained, else
+    ``classical`` (the low-rate networks stop near 30 dB)."""
+    if transparent:
+        trained = learned.has_trained_weights(learned.TRANSPARENT_LADDER)
+        return f"{learned.TRANSPARENT_LADDER},classical" if trained else "classical"
     return "learned" if learned.has_trained_weights() else "classical"
 
 
 def ladder_candidates(ladder: str) -> list[str]:
     """Candidate names of a ladder: ``learned``, ``classical`` or ``hybrid`` (both), a
     learned ladder file's name (``psnr``, ``msssim``: ``models/ladders/NAME.toml``), one
-    classical family (``jpeg``, ``webp``, ``avif``, ``j2k``), or an explicit
-    comma-separated list of candidate names (``jpeg-q35,avif-q30``)."""
-    if ladder == "learned":
-        return learned.candidate_names()
-    if ladder in learned.ladder_names():
-        return learned.candidate_names(ladder)
-    if ladder == "classical":
-        return classical.candidate_names()
-    if ladder == "hybrid":
-        return learned.candidate_names() + classical.candidate_names()
-    if ladder in classical.FAMILIES:
-        return classical.candidate_names(ladder)
-    if "," in ladder or "-" in ladder:
-        names = list(dict.fromkeys(n.strip() for n in ladder.split(",") if n.strip()))
-        for name in names:
-            get_codec(name)  # PipelineError for an unknown candidate
+    classical family (``jpeg``, ``webp``, ``avif``, ``j2k``), one candidate name
+    (``avif-q30``), or a comma-separated list of any of these (``transparent,classical``,
+    ``jpeg-q35,avif-q30``), each candidate once."""
+    if "," in ladder:
+        names = [name for part in ladder.split(",") if part.strip() for name in ladder_candidates(part.strip())]
         if names:
-            return names
+            return list(dict.fromkeys(names))
+    elif ladder == "learned":
+        return learned.candidate_names()
+    elif ladder in learned.ladder_names():
+        return learned.candidate_names(ladder)
+    elif ladder == "classical":
+        return classical.candidate_names()
+    elif ladder == "hybrid":
+        return learned.candidate_names() + classical.candidate_names()
+    elif ladder in classical.FAMILIES:
+        return classical.candidate_names(ladder)
+    elif "-" in ladder:
+        get_codec(ladder)  # PipelineError for an unknown candidate
+        return [ladder]
     raise PipelineError(
         f"unknown ladder {ladder!r}; choose one of "
         f"{', '.join(LADDERS + tuple(learned.ladder_names()) + tuple(classical.FAMILIES))} "
-        "or list candidates (jpeg-q35,avif-q30)"
+        "or list them and candidates (transparent,classical or jpeg-q35,avif-q30)"
     )
 
 

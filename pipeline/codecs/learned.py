@@ -15,6 +15,7 @@ from ..errors import PipelineError
 from .base import Codec
 
 LADDER = "psnr"  # the ladder file behind ``--ladder learned``
+TRANSPARENT_LADDER = "transparent"  # the learned ladder of the transparent track
 PREFIX = "learned-"
 
 
