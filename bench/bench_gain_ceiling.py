@@ -3,9 +3,9 @@
     .venv/bin/python bench/bench_gain_ceiling.py [--ladder psnr] [--images 6] [--steps 0 1 2 3 4 6]
 
 A variable-rate network quantises its latent more finely as its gains grow.
-This pushes the top gain row further, per channel geometrically (step ``k``:
-the top row times (top row / the row below)^k, ``models.widen.retarget_gains``
-at λ_top·(λ_top / λ_below)^k), with the transforms frozen, and codes the first
+This pushes the top gain row ``k`` λ-steps further (to λ_top·(λ_top / λ_below)^k,
+extrapolated as ``models.widen.retarget_gains`` does: geometrically in log λ, by
+the median slope of the top two rows), with the transforms frozen, and codes the first
 ``--images`` Kodak images with the real range coder (file bytes, header
 included; PSNR of the decoded pixels).  Where PSNR stops rising, the
 transforms, not the quantiser, limit quality: a ladder for higher rates (the

@@ -1,14 +1,16 @@
-"""Choose a ladder's rate points by measurement: the 5 that allocate best at 0.15 bpp.
+"""Choose a ladder's rate points by measurement: the 5 that allocate best.
 
-    python bench/choose_points.py [--ladder psnr] [--rates 0 0.5 1 1.5 2 2.5 3 3.5 4] [--keep 5]
+    python bench/choose_points.py [--ladder psnr] [--rates 0 0.5 1 1.5 2 2.5 3 3.5 4] [--keep 5] [--transparent]
 
 Codes Kodak at every candidate rate of the ladder's network (real files, the
-pipeline's cached grid), then solves the exact 0.15 bpp allocation for every
-subset of ``--keep`` rates that contains the lowest and the highest candidate
-(so the ladder keeps its range) and ranks them by aggregate PSNR (MS-SSIM for
-an MS-SSIM ladder).  Writes ``bench/results/points_<ladder>.md``.  ``--write``
-puts the best subset (or ``--write R R R R R``, rates among the candidates) into
-the ladder file's ``[[points]]``, each with its measured ``kodak_bpp``.
+pipeline's cached grid), then solves the exact allocation for every subset of
+``--keep`` rates that contains the lowest and the highest candidate (so the
+ladder keeps its range) and ranks them: by aggregate PSNR at 0.15 bpp (MS-SSIM
+for an MS-SSIM ladder), or with ``--transparent`` by the fewest bytes reaching
+PSNR 40 dB and MS-SSIM 0.993 (the transparent track).  Writes
+``bench/results/points_<ladder>.md``.  ``--write`` puts the best subset (or
+``--write R R R R R``, rates among the candidates) into the ladder file's
+``[[points]]``, each with its measured ``kodak_bpp``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pipeline.grid import run_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+TRANSPARENT_PSNR, TRANSPARENT_MSSSIM = 40.0, 0.993
 
 
 def ladder_with_rates(name: str, rates: list[float], folder: Path) -> models.ladder.Ladder:
@@ -40,19 +43,27 @@ def ladder_with_rates(name: str, rates: list[float], folder: Path) -> models.lad
     return models.ladder.load_ladder(name)
 
 
-def rank_subsets(table: pd.DataFrame, rate_of: dict[str, float], keep: int, metric: str) -> pd.DataFrame:
+def rank_subsets(table: pd.DataFrame, rate_of: dict[str, float], keep: int, metric: str,
+                 transparent: bool = False) -> pd.DataFrame:
+    """Every subset of ``keep`` rates (lowest and highest kept), best first: highest
+    quality at 0.15 bpp, or with ``transparent`` fewest bytes reaching 40 dB / 0.993."""
     cap = allocate.cap_from_bpp(0.15, int(table.groupby("image")["pixels"].first().sum()))
     names = sorted(rate_of, key=rate_of.get)
     rows = []
     for middle in itertools.combinations(names[1:-1], keep - 2):
         subset = [names[0], *middle, names[-1]]
-        rates = " ".join(f"{rate_of[n]:g}" for n in subset)
+        rd = table[table["candidate"].isin(subset)]
+        row = {"rates": " ".join(f"{rate_of[n]:g}" for n in subset), "psnr": float("nan"), "msssim": float("nan"),
+               "bytes": float("nan")}
         try:
-            a = allocate.solve_budget(table[table["candidate"].isin(subset)], cap, "sse" if metric == "mse" else "msssim")
+            a = (allocate.solve_transparent(rd, TRANSPARENT_PSNR, TRANSPARENT_MSSSIM) if transparent
+                 else allocate.solve_budget(rd, cap, "sse" if metric == "mse" else "msssim"))
+            row.update(psnr=a.psnr, msssim=a.msssim, bytes=a.total_bytes)
         except allocate.InfeasibleError:
-            rows.append({"rates": rates, "psnr": float("nan"), "msssim": float("nan"), "bytes": "over the cap"})
-            continue
-        rows.append({"rates": rates, "psnr": a.psnr, "msssim": a.msssim, "bytes": a.total_bytes})
+            pass
+        rows.append(row)
+    if transparent:
+        return pd.DataFrame(rows).sort_values("bytes", na_position="last")
     return pd.DataFrame(rows).sort_values("psnr" if metric == "mse" else "msssim", ascending=False)
 
 
@@ -64,6 +75,8 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=ROOT / "data" / "kodak")
     parser.add_argument("--cache", type=Path, default=ROOT / "cache")
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--transparent", action="store_true",
+                        help="Rank by fewest bytes reaching PSNR 40 dB and MS-SSIM 0.993 instead of quality at 0.15 bpp.")
     parser.add_argument("--write", type=float, nargs="*", default=None,
                         help="Write these rates (none given: the best subset) into the ladder file.")
     args = parser.parse_args()
@@ -75,20 +88,25 @@ def main() -> None:
     per_rate = table.groupby("candidate").agg(bytes=("bytes", "sum"), pixels=("pixels", "sum"), sse=("sse", "sum"))
     per_rate["msssim"] = table.groupby("candidate").apply(lambda g: weighted_msssim(g["msssim"], g["pixels"]))
     bpp_at = {rate_of[name]: bpp(int(r.bytes), int(r.pixels)) for name, r in per_rate.iterrows()}
-    ranked = rank_subsets(table, rate_of, args.keep, ladder.metric)
-    lines = [f"# Rate points of the `{args.ladder}` ladder, chosen by allocation at 0.15 bpp", "",
+    ranked = rank_subsets(table, rate_of, args.keep, ladder.metric, args.transparent)
+    goal = (f"the fewest bytes reaching PSNR {TRANSPARENT_PSNR:g} dB and MS-SSIM {TRANSPARENT_MSSSIM:g}"
+            if args.transparent else "allocation at 0.15 bpp")
+    lines = [f"# Rate points of the `{args.ladder}` ladder, chosen by {goal}", "",
              f"`python bench/choose_points.py --ladder {args.ladder} --rates {' '.join(f'{r:g}' for r in args.rates)}"
-             f" --keep {args.keep}`, {dt.date.today().isoformat()}, {len(table['image'].unique())} images.", "",
+             f" --keep {args.keep}{' --transparent' if args.transparent else ''}`, {dt.date.today().isoformat()}, "
+             f"{len(table['image'].unique())} images.", "",
              "| rate | bpp | aggregate PSNR (dB) | MS-SSIM |", "|---|---|---|---|"]
     for name in sorted(rate_of, key=rate_of.get):
         r = per_rate.loc[name]
         lines.append(f"| {rate_of[name]:g} | {bpp_at[rate_of[name]]:.4f} | "
                      f"{aggregate_psnr(float(r.sse), int(r.pixels)):.3f} | {r.msssim:.4f} |")
-    lines += ["", f"Best subsets of {args.keep} (lowest and highest rate always kept):", "",
-              "| rates | PSNR @0.15 | MS-SSIM @0.15 | bytes |", "|---|---|---|---|"]
-    lines += [f"| {r.rates} | {r.psnr:.3f} | {r.msssim:.4f} | {r.bytes} |" for r in ranked.head(8).itertuples()]
+    lines += ["", f"Best subsets of {args.keep} for {goal} (lowest and highest rate always kept):", "",
+              "| rates | PSNR | MS-SSIM | bytes |", "|---|---|---|---|"]
+    lines += [f"| {r.rates} | {r.psnr:.3f} | {r.msssim:.4f} | {r.bytes:.0f} |" if r.bytes == r.bytes
+              else f"| {r.rates} | infeasible | | |" for r in ranked.head(8).itertuples()]
     if ranked["psnr"].isna().all():
-        lines += ["", "No subset fits 0.15 bpp: the ladder's lowest rate is above it (train lower λ rows)."]
+        lines += ["", "No subset reaches the targets: the ladder's highest rate is below them (train higher λ rows)."
+                  if args.transparent else "No subset fits 0.15 bpp: the ladder's lowest rate is above it (train lower λ rows)."]
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"points_{args.ladder}.md"
     out.write_text("\n".join(lines) + "\n")
