@@ -1,4 +1,4 @@
-"""``clic train``, ``clic shift-down`` and ``clic ladders``: train, move and list ladders."""
+"""``clic train``, ``shift-down``, ``widen``, ``export`` and ``ladders``: train, move, store and list ladders."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .extend import shift_ladder_down
 from .ladder import available_ladders, load_ladder
 from .train import TrainConfig, train
 from .widen import widen_weights
-from .weights import weights_note
+from .weights import build, export, load_into, load_state, weights_note
 
 DEFAULT_DATA = [Path("../shared/datasets/bsds500"), Path("../shared/datasets/train_extra")]
 
@@ -84,6 +84,20 @@ def widen_command(
     weights = weights or src.weights_path()
     widen_weights(load_ladder(ladder), src, weights, out)
     typer.echo(f"{out}: {ladder} carried over from {weights}. Train: clic train --ladder {ladder} --init {out} ...")
+
+
+def export_command(
+    ladder: str = typer.Option(..., help="Ladder file (models/ladders/NAME.toml) whose weights to store again."),
+    weights: Optional[Path] = typer.Option(None, help="Weights to read.", show_default="the ladder's own file"),
+    out: Optional[Path] = typer.Option(None, help="Write them here.", show_default="the ladder's own file"),
+) -> None:
+    """Store a ladder's weights at its ladder file's precision (float16 or int8), e.g. after switching it to int8."""
+    lad = load_ladder(ladder)
+    weights, out = weights or lad.weights_path(), out or lad.weights_path()
+    net = build(lad)
+    load_into(net, load_state(weights), weights)
+    export(net, lad, out, note=weights_note(weights))
+    typer.echo(f"{out}: {ladder} in {lad.precision}, {out.stat().st_size:,} B")
 
 
 def _measured(bpp: float | None) -> str:

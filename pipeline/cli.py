@@ -20,7 +20,7 @@ from allocate.cli import app as allocate_app
 from eval.cli import eval_command, format_scores
 from eval.errors import EvalInputError, one_line_errors, show_tracebacks
 from models.bitstream import BadStreamError
-from models.cli import ladders_command, shift_down_command, train_command, widen_command
+from models.cli import export_command, ladders_command, shift_down_command, train_command, widen_command
 from models.data import TrainingError
 from models.extend import ShiftError
 from models.ladder import UnknownLadderError
@@ -76,6 +76,7 @@ def guarded(command: Callable[..., None]) -> Callable[..., None]:
 app.command("train")(guarded(train_command))
 app.command("shift-down")(guarded(shift_down_command))
 app.command("widen")(guarded(widen_command))
+app.command("export")(guarded(export_command))
 app.command("ladders")(guarded(ladders_command))
 
 

@@ -15,7 +15,8 @@ from models.codec import decode_stream, encode_image
 from models.ladder import LadderFileError, load_ladder
 from models.train import bits_per_pixel
 from models.weights import (
-    SCALE_SUFFIX, BadWeightsError, build, export, is_constant_buffer, load_network, load_state, write_decoder_weights,
+    SCALE_SUFFIX, BadWeightsError, build, export, is_constant_buffer, load_network, load_state, weights_note,
+    write_decoder_weights,
 )
 from tiny_ladder import write_ladder
 
@@ -250,3 +251,26 @@ def test_tree_has_no_pickle_and_no_unsafe_torch_load():
         for finding in _unsafe_calls(ast.parse(path.read_text(), filename=str(path))):
             problems.append(f"{path.relative_to(ROOT)}: {finding}")
     assert problems == []
+
+
+def test_export_command_stores_weights_again_at_the_ladder_files_precision(ladders, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    half = tmp_path / "half.safetensors"
+    export(trained_like(load_ladder("tiny")), load_ladder("tiny"), half, note="step 9")
+    write_ladder(ladders, "tiny", 250, N=16, M=24, precision="int8")  # the ladder switches to int8
+    out = tmp_path / "int8.safetensors"
+    done = CliRunner().invoke(app, ["export", "--ladder", "tiny", "--weights", str(half), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    stored, before = load_file(str(out)), load_state(half)
+    assert weights_note(out) == "step 9" and stored["g_a.2.weight"].dtype == torch.int8
+    codes = [k for k, v in stored.items() if v.dtype == torch.int8]
+    one_byte_each = sum(stored[k].numel() - 4 * stored[k + SCALE_SUFFIX].numel() for k in codes)
+    assert abs(half.stat().st_size - out.stat().st_size - one_byte_each) < 2048
+    scale = stored["g_a.2.weight" + SCALE_SUFFIX].reshape(-1, 1, 1, 1)
+    assert float((load_state(out)["g_a.2.weight"] - before["g_a.2.weight"]).abs().div(scale).max()) <= 0.5 + 1e-3
+    refused = CliRunner().invoke(app, ["export", "--ladder", "small", "--weights", str(half),
+                                       "--out", str(tmp_path / "x.safetensors")])
+    assert refused.exit_code == 2 and str(half) in refused.output and not (tmp_path / "x.safetensors").exists()
