@@ -4,8 +4,9 @@
 
 A variable-rate network quantises its latent more finely as its gains grow.
 This pushes the top gain row ``k`` λ-steps further (to λ_top·(λ_top / λ_below)^k,
-extrapolated as ``models.widen.retarget_gains`` does: geometrically in log λ, by
-the median slope of the top two rows), with the transforms frozen, and codes the first
+extrapolated as ``models.widen.retarget_gain_tables`` does: geometrically in log
+λ by the median slope of the top two rows, each inverse keeping its channel's
+gain × inverse), with the transforms frozen, and codes the first
 ``--images`` Kodak images with the real range coder (file bytes, header
 included; PSNR of the decoded pixels).  Where PSNR stops rising, the
 transforms, not the quantiser, limit quality: a ladder for higher rates (the
@@ -31,7 +32,7 @@ from eval.metrics import aggregate_psnr, bpp
 from models.extend import GAIN_TABLES
 from models.ladder import load_ladder
 from models.weights import load_network
-from models.widen import retarget_gains
+from models.widen import retarget_gain_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -39,13 +40,13 @@ RESULTS = ROOT / "bench" / "results"
 
 def pushed(net: torch.nn.Module, lambdas: tuple[float, ...], k: float) -> torch.nn.Module:
     """``net`` whose top gain row sits ``k`` λ-steps further up (``y`` and ``z``, with inverses),
-    extrapolated as ``models.widen.retarget_gains`` does."""
+    extrapolated as ``models.widen.retarget_gain_tables`` does."""
     top = lambdas[-1] * (lambdas[-1] / lambdas[-2]) ** k
     out = copy.deepcopy(net)
+    tables = retarget_gain_tables({name: getattr(net, name) for name in GAIN_TABLES}, lambdas, (*lambdas[:-1], top))
     with torch.no_grad():
-        for name in GAIN_TABLES:
-            table = getattr(out, name)
-            table.copy_(retarget_gains(table, lambdas, (*lambdas[:-1], top)))
+        for name, table in tables.items():
+            getattr(out, name).copy_(table)
     return out
 
 

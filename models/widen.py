@@ -14,8 +14,9 @@ low-rate one, and training it from scratch on a CPU would take many sessions.
   concatenation) widens block by block, so ``chunk(2)`` still splits scales from
   means; any other widened dimension keeps its old channels first;
 - the gain tables move to the new ladder's λ, geometric in log λ: per channel
-  between the trained rows, by one median slope for all channels beyond them
-  (``retarget_gains``), so the new rows start near their rates.
+  between the trained rows, by one median slope for all channels beyond them,
+  each inverse keeping its channel's gain × inverse (``retarget_gain_tables``),
+  so the new rows start near their rates.
 
 Only M may change; N (transforms, hyper-latent) must match.
 """
@@ -73,12 +74,14 @@ def widen_tensor(old: torch.Tensor, fresh: torch.Tensor, m_old: int, m_new: int,
     return out
 
 
-def retarget_gains(table: torch.Tensor, lambdas: tuple[float, ...], targets: tuple[float, ...]) -> torch.Tensor:
+def retarget_gains(table: torch.Tensor, lambdas: tuple[float, ...], targets: tuple[float, ...],
+                   beyond: str = "median") -> torch.Tensor:
     """Gain rows at ``targets``, geometric in log λ: per channel between the trained rows;
     beyond them, the outermost row moved by the median slope of the outer pair, the same
-    for every channel.  (Per-channel slopes scatter; extrapolated over the nine row steps
-    from the psnr ladder up to the transparent one, they blew single gains up 100-fold
-    and training diverged.  The median y slope sits at the high-rate law's ±0.5.)"""
+    for every channel (``beyond="flat"``: held).  Per-channel slopes scatter: carried
+    over the nine row steps from the psnr ladder up to the transparent one, they blew
+    single gains up 100-fold and training diverged.  The median y slope sits at the
+    high-rate law's ±0.5."""
     logs = [math.log(v) for v in lambdas]
     rows = table.float().abs().log()
     out = []
@@ -90,8 +93,23 @@ def retarget_gains(table: torch.Tensor, lambdas: tuple[float, ...], targets: tup
             out.append((rows[lo] + (t - logs[lo]) * slopes).exp())
         else:
             edge = lo + 1 if t > logs[-1] else lo
-            out.append((rows[edge] + (t - logs[edge]) * slopes.median()).exp())
+            slope = slopes.median() if beyond == "median" else 0.0
+            out.append((rows[edge] + (t - logs[edge]) * slope).exp())
     return torch.stack(out)
+
+
+def retarget_gain_tables(tables: dict[str, torch.Tensor], lambdas: tuple[float, ...],
+                         targets: tuple[float, ...]) -> dict[str, torch.Tensor]:
+    """The four gain tables (``GAIN_TABLES``) at ``targets``: each gain by ``retarget_gains``,
+    its inverse so that gain × inverse, per channel the scale the synthesis sees, follows
+    the trained rows between them and stays at the edge row's beyond them."""
+    out = {}
+    for gain in ("y_gain", "z_gain"):
+        inverse = f"{gain}_inv"
+        product = tables[gain].float().abs() * tables[inverse].float().abs()
+        out[gain] = retarget_gains(tables[gain], lambdas, targets)
+        out[inverse] = retarget_gains(product, lambdas, targets, beyond="flat") / out[gain]
+    return out
 
 
 def widen_state(
@@ -110,13 +128,13 @@ def widen_state(
         raise WidenError(f"{source}: N={state['z_gain'].shape[1]}, M={m_old} cannot widen to N={net.N}, M={m_new} "
                          "(only M may grow)")
     axes = conv_axes(net)
+    gains = retarget_gain_tables(state, lambdas, targets)
     out = dict(fresh)
     for name, tensor in state.items():
         if fresh[name].numel() == 0:  # entropy-coding tables, sized on load, rebuilt on export
             out[name] = tensor
             continue
-        if name in GAIN_TABLES:
-            tensor = retarget_gains(tensor, lambdas, targets)
+        tensor = gains.get(name, tensor)
         if tensor.shape == fresh[name].shape:
             out[name] = tensor.to(fresh[name].dtype)
         elif tensor.ndim == fresh[name].ndim:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from eval.images import load_rgb8
 from models.ladder import load_ladder
 from models.weights import build, export, load_into, load_state, weights_note
-from models.widen import WidenError, retarget_gains, widen_state
+from models.widen import WidenError, retarget_gain_tables, retarget_gains, widen_state
 from corpus import KODAK
 from tiny_ladder import write_ladder
 
@@ -74,6 +74,18 @@ def test_gains_extrapolate_by_one_median_slope_for_all_channels():
     up, down = retarget_gains(table, (1.0, 2.0), (8.0, 0.25))
     assert up.tolist() == pytest.approx([4.0, 8.0, 32.0], rel=1e-6)
     assert down.tolist() == pytest.approx([0.25, 0.25, 0.25], rel=1e-6)
+
+
+def test_inverse_gains_keep_each_channels_product_beyond_the_trained_rows():
+    gain = torch.tensor([[1.0, 1.0, 1.0], [2.0, 4.0, 8.0]])
+    inverse = torch.tensor([[2.0, 1.0, 1.0], [1.5, 0.5, 0.25]])  # products 2, 1, 1 then 3, 2, 2
+    tables = {"y_gain": gain, "y_gain_inv": inverse, "z_gain": gain, "z_gain_inv": inverse}
+    got = retarget_gain_tables(tables, (1.0, 2.0), (2 ** 0.5, 8.0))
+    assert got["y_gain"][1].tolist() == pytest.approx([32.0, 64.0, 128.0], rel=1e-6)  # median: ×4 per doubling
+    products = got["y_gain"] * got["y_gain_inv"]
+    assert products[0].tolist() == pytest.approx([6 ** 0.5, 2 ** 0.5, 2 ** 0.5], rel=1e-6)  # between rows: interpolated
+    assert products[1].tolist() == pytest.approx([3.0, 2.0, 2.0], rel=1e-6)  # beyond: the edge row's
+    assert torch.equal(got["z_gain_inv"], got["y_gain_inv"])
 
 
 def test_only_the_latent_may_grow(ladders):
