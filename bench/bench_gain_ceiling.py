@@ -43,8 +43,8 @@ def pushed(net: torch.nn.Module, lambdas: tuple[float, ...], k: float) -> torch.
     extrapolated as ``models.widen.retarget_gain_tables`` does."""
     top = lambdas[-1] * (lambdas[-1] / lambdas[-2]) ** k
     out = copy.deepcopy(net)
-    tables = retarget_gain_tables({name: getattr(net, name) for name in GAIN_TABLES}, lambdas, (*lambdas[:-1], top))
     with torch.no_grad():
+        tables = retarget_gain_tables({name: getattr(net, name) for name in GAIN_TABLES}, lambdas, (*lambdas[:-1], top))
         for name, table in tables.items():
             getattr(out, name).copy_(table)
     return out

@@ -112,6 +112,8 @@ def main() -> None:
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
     if args.write is not None:
+        if not args.write and ranked["psnr"].isna().all():
+            raise SystemExit("--write: no subset reaches the target; name the rates to write (--write R R R R R)")
         chosen = args.write or [float(r) for r in ranked.iloc[0]["rates"].split()]
         missing = [r for r in chosen if r not in bpp_at]
         if missing:

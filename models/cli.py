@@ -11,7 +11,7 @@ from .extend import shift_ladder_down
 from .ladder import available_ladders, load_ladder
 from .train import TrainConfig, train
 from .widen import widen_weights
-from .weights import build, export, load_into, load_state, weights_note
+from .weights import BadWeightsError, build, export, load_into, load_state, weights_metadata, weights_note
 
 DEFAULT_DATA = [Path("../shared/datasets/bsds500"), Path("../shared/datasets/train_extra")]
 
@@ -94,9 +94,12 @@ def export_command(
     """Store a ladder's weights at its ladder file's precision (float16 or int8), e.g. after switching it to int8."""
     lad = load_ladder(ladder)
     weights, out = weights or lad.weights_path(), out or lad.weights_path()
+    stored_for = weights_metadata(weights).get("ladder", ladder)
+    if stored_for != ladder:
+        raise BadWeightsError(f"{weights}: weights of ladder {stored_for!r}, not {ladder!r}")
     net = build(lad)
     load_into(net, load_state(weights), weights)
-    export(net, lad, out, note=weights_note(weights))
+    export(net, lad, out, note=f"{weights_note(weights)} (stored again in {lad.precision})")
     typer.echo(f"{out}: {ladder} in {lad.precision}, {out.stat().st_size:,} B")
 
 

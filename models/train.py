@@ -183,7 +183,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
-        if not (math.isfinite(loss.item()) and math.isfinite(norm.item())):
+        if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
             raise TrainingError(
                 f"step {self.step + 1}: loss {loss.item():g}, gradient norm {norm.item():g}: training diverged; "
                 "the weights stay as before this step (try a lower --lr or other --init weights)"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -75,13 +76,16 @@ def widen_tensor(old: torch.Tensor, fresh: torch.Tensor, m_old: int, m_new: int,
 
 
 def retarget_gains(table: torch.Tensor, lambdas: tuple[float, ...], targets: tuple[float, ...],
-                   beyond: str = "median") -> torch.Tensor:
+                   beyond: Literal["median", "flat"] = "median") -> torch.Tensor:
     """Gain rows at ``targets``, geometric in log λ: per channel between the trained rows;
-    beyond them, the outermost row moved by the median slope of the outer pair, the same
-    for every channel (``beyond="flat"``: held).  Per-channel slopes scatter: carried
+    beyond them, the outermost row moved by the median slope of the outer pair (the
+    lower one of an even count, as ``torch.median``), the same for every channel
+    (``beyond="flat"``: held).  Per-channel slopes scatter: carried
     over the nine row steps from the psnr ladder up to the transparent one, they blew
     single gains up 100-fold and training diverged.  The median y slope sits at the
     high-rate law's ±0.5."""
+    if beyond not in ("median", "flat"):
+        raise ValueError(f"beyond must be 'median' or 'flat', got {beyond!r}")
     logs = [math.log(v) for v in lambdas]
     rows = table.float().abs().log()
     out = []
@@ -121,8 +125,9 @@ def widen_state(
     unknown = [k for k in state if k not in fresh]
     if unknown:
         raise BadWeightsError(f"{source}: {unknown[0]} has no place in the {type(net).__name__} to widen into")
-    if "y_gain" not in state:
-        raise WidenError(f"{source}: no gain table 'y_gain'; not a variable-rate network")
+    missing = [name for name in GAIN_TABLES if name not in state]
+    if missing:
+        raise WidenError(f"{source}: no gain table {missing[0]!r}; not a variable-rate network")
     m_old, m_new = state["y_gain"].shape[1], net.M
     if state["z_gain"].shape[1] != net.N or m_old > m_new:
         raise WidenError(f"{source}: N={state['z_gain'].shape[1]}, M={m_old} cannot widen to N={net.N}, M={m_new} "

@@ -112,7 +112,7 @@ CacheOpt = Annotated[Path, typer.Option("--cache", help="Encode cache: one bitst
 LadderOpt = Annotated[
     Optional[str],
     typer.Option("--ladder", help=f"Candidates: {' | '.join(LADDERS)} (default: learned once trained, else classical; "
-                 "with --transparent: transparent,classical once trained), "
+                 "for submission --transparent: transparent,classical once trained), "
                  "a learned ladder file's name (psnr, msssim, transparent: models/ladders/NAME.toml), a candidate "
                  "name, or a comma-separated list of these (transparent,classical or jpeg-q35,avif-q30)."),
 ]

@@ -265,12 +265,14 @@ def test_export_command_stores_weights_again_at_the_ladder_files_precision(ladde
     done = CliRunner().invoke(app, ["export", "--ladder", "tiny", "--weights", str(half), "--out", str(out)])
     assert done.exit_code == 0, done.output
     stored, before = load_file(str(out)), load_state(half)
-    assert weights_note(out) == "step 9" and stored["g_a.2.weight"].dtype == torch.int8
+    assert weights_note(out) == "step 9 (stored again in int8)" and stored["g_a.2.weight"].dtype == torch.int8
     codes = [k for k, v in stored.items() if v.dtype == torch.int8]
     one_byte_each = sum(stored[k].numel() - 4 * stored[k + SCALE_SUFFIX].numel() for k in codes)
     assert abs(half.stat().st_size - out.stat().st_size - one_byte_each) < 2048
     scale = stored["g_a.2.weight" + SCALE_SUFFIX].reshape(-1, 1, 1, 1)
     assert float((load_state(out)["g_a.2.weight"] - before["g_a.2.weight"]).abs().div(scale).max()) <= 0.5 + 1e-3
-    refused = CliRunner().invoke(app, ["export", "--ladder", "small", "--weights", str(half),
-                                       "--out", str(tmp_path / "x.safetensors")])
-    assert refused.exit_code == 2 and str(half) in refused.output and not (tmp_path / "x.safetensors").exists()
+    for other in ("small", "tiny8"):  # another architecture; the same one, but another ladder's weights
+        refused = CliRunner().invoke(app, ["export", "--ladder", other, "--weights", str(half),
+                                           "--out", str(tmp_path / "x.safetensors")])
+        assert refused.exit_code == 2 and str(half) in refused.output and not (tmp_path / "x.safetensors").exists()
+    assert "weights of ladder 'tiny', not 'tiny8'" in refused.output

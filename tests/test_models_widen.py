@@ -60,7 +60,7 @@ def test_the_widened_network_reconstructs_exactly_and_codes_old_channels_alike(l
     assert torch.isfinite(extra).all() and (extra < 1).any()
 
 
-def test_gain_rows_move_geometrically_in_log_lambda_and_extrapolate():
+def test_gain_rows_move_per_channel_geometrically_in_log_lambda_between_trained_rows():
     table = torch.tensor([[1.0, 3.0], [2.0, 3.0], [4.0, 3.0]])  # channel 0 doubles per λ doubling
     got = retarget_gains(table, (1.0, 2.0, 4.0), (math.sqrt(2), 4.0))
     assert got[:, 0].tolist() == pytest.approx([math.sqrt(2), 4.0], rel=1e-6)
@@ -80,12 +80,21 @@ def test_inverse_gains_keep_each_channels_product_beyond_the_trained_rows():
     gain = torch.tensor([[1.0, 1.0, 1.0], [2.0, 4.0, 8.0]])
     inverse = torch.tensor([[2.0, 1.0, 1.0], [1.5, 0.5, 0.25]])  # products 2, 1, 1 then 3, 2, 2
     tables = {"y_gain": gain, "y_gain_inv": inverse, "z_gain": gain, "z_gain_inv": inverse}
-    got = retarget_gain_tables(tables, (1.0, 2.0), (2 ** 0.5, 8.0))
+    got = retarget_gain_tables(tables, (1.0, 2.0), (2 ** 0.5, 8.0, 0.5))
     assert got["y_gain"][1].tolist() == pytest.approx([32.0, 64.0, 128.0], rel=1e-6)  # median: ×4 per doubling
     products = got["y_gain"] * got["y_gain_inv"]
     assert products[0].tolist() == pytest.approx([6 ** 0.5, 2 ** 0.5, 2 ** 0.5], rel=1e-6)  # between rows: interpolated
-    assert products[1].tolist() == pytest.approx([3.0, 2.0, 2.0], rel=1e-6)  # beyond: the edge row's
-    assert torch.equal(got["z_gain_inv"], got["y_gain_inv"])
+    assert products[1].tolist() == pytest.approx([3.0, 2.0, 2.0], rel=1e-6)  # above: the top row's
+    assert products[2].tolist() == pytest.approx([2.0, 1.0, 1.0], rel=1e-6)  # below: the bottom row's
+    assert set(got) == {"y_gain", "y_gain_inv", "z_gain", "z_gain_inv"}
+
+
+def test_an_even_channel_count_extrapolates_by_the_lower_median_slope():
+    table = torch.tensor([[1.0, 1.0, 1.0, 1.0], [2.0, 4.0, 8.0, 16.0]])  # slopes 1, 2, 3, 4 per doubling
+    up = retarget_gains(table, (1.0, 2.0), (4.0,))[0]
+    assert up.tolist() == pytest.approx([8.0, 16.0, 32.0, 64.0], rel=1e-6)  # ×4: slope 2
+    with pytest.raises(ValueError, match="beyond must be"):
+        retarget_gains(table, (1.0, 2.0), (4.0,), beyond="per-channel")
 
 
 def test_only_the_latent_may_grow(ladders):

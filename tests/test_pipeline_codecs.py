@@ -111,7 +111,8 @@ def test_comma_lists_mix_ladders_and_candidates_each_candidate_once(monkeypatch)
     both = ladder_candidates("transparent, classical,avif-q30")
     assert both == ladder_candidates("transparent") + ladder_candidates("classical")
     assert both[0] == "learned-transparent-q1" and both.count("avif-q30") == 1
-    assert ladder_candidates("avif-q30") == ["avif-q30"]
+    assert ladder_candidates(" avif-q030 ") == ["avif-q30"]  # a candidate by its codec's own name
+    assert ladder_candidates("avif,avif-q030") == ladder_candidates("avif")
     for bad in ("transparent,fancy", ",", "avif-q999x"):
         with pytest.raises(PipelineError):
             ladder_candidates(bad)

@@ -35,6 +35,7 @@ def ladder_candidates(ladder: str) -> list[str]:
     classical family (``jpeg``, ``webp``, ``avif``, ``j2k``), one candidate name
     (``avif-q30``), or a comma-separated list of any of these (``transparent,classical``,
     ``jpeg-q35,avif-q30``), each candidate once."""
+    ladder = ladder.strip()
     if "," in ladder:
         names = [name for part in ladder.split(",") if part.strip() for name in ladder_candidates(part.strip())]
         if names:
@@ -50,8 +51,7 @@ def ladder_candidates(ladder: str) -> list[str]:
     elif ladder in classical.FAMILIES:
         return classical.candidate_names(ladder)
     elif "-" in ladder:
-        get_codec(ladder)  # PipelineError for an unknown candidate
-        return [ladder]
+        return [get_codec(ladder).name]  # PipelineError for an unknown candidate; avif-q030 -> avif-q30
     raise PipelineError(
         f"unknown ladder {ladder!r}; choose one of "
         f"{', '.join(LADDERS + tuple(learned.ladder_names()) + tuple(classical.FAMILIES))} "
