@@ -1,6 +1,6 @@
 """How far a trained ladder's network goes above its top rate with finer quantisation alone.
 
-    .venv/bin/python bench/bench_gain_ceiling.py [--ladder psnr] [--images 6] [--steps 0 1 2 3 4 6]
+    .venv/bin/python bench/bench_gain_ceiling.py [--ladder psnr] [--weights-dir DIR] [--images 6] [--steps 0 1 2 3 4 6]
 
 A variable-rate network quantises its latent more finely as its gains grow.
 This pushes the top gain row ``k`` λ-steps further (to λ_top·(λ_top / λ_below)^k,
@@ -10,8 +10,11 @@ gain × inverse), with the transforms frozen, and codes the first
 ``--images`` Kodak images with the real range coder (file bytes, header
 included; PSNR of the decoded pixels).  Where PSNR stops rising, the
 transforms, not the quantiser, limit quality: a ladder for higher rates (the
-transparent track) needs transforms trained there.  Writes
-``bench/results/gain_ceiling.md``.
+transparent track) needs transforms trained there.  The last row is that
+limit itself: the latent at the top row's gains decoded without quantisation
+(no coding, so no bytes).  ``--weights-dir`` measures a training run's export
+(a folder holding ``LADDER.safetensors``).  Writes
+``bench/results/gain_ceiling_<ladder>.md``.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from bench_models import ladder_report
 from bench_pipeline import markdown_table
 from bench_weight_precision import code
 from eval.images import list_images, load_rgb8
-from eval.metrics import aggregate_psnr, bpp
+from eval.metrics import aggregate_psnr, bpp, sse
 from models.extend import GAIN_TABLES
+from models.codec import pad_to_multiple, to_image, to_tensor
 from models.ladder import load_ladder
 from models.weights import load_network
 from models.widen import retarget_gain_tables
@@ -50,16 +54,26 @@ def pushed(net: torch.nn.Module, lambdas: tuple[float, ...], k: float) -> torch.
     return out
 
 
+@torch.no_grad()
+def unquantised_sse(net: torch.nn.Module, rate: float, image) -> float:
+    """SSE of ``image`` through the transforms with the latent at ``rate``'s gains, unrounded."""
+    x = to_tensor(image)
+    y_gain, _, y_gain_inv, _ = net.gains(torch.tensor([rate]))
+    x_hat = net.g_s(net.analyse(pad_to_multiple(x)) * y_gain * y_gain_inv)[..., : x.shape[2], : x.shape[3]]
+    return sse(image, to_image(x_hat))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ladder", default="psnr")
+    parser.add_argument("--weights-dir", type=Path, default=None, help="folder of LADDER.safetensors (default: the committed one)")
     parser.add_argument("--images", type=int, default=6)
     parser.add_argument("--steps", type=float, nargs="+", default=[0, 1, 2, 3, 4, 6])
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     start = time.time()
     ladder = load_ladder(args.ladder)
-    base = load_network(ladder)
+    base = load_network(ladder, args.weights_dir)
     top = ladder.entries[-1]
     top_row = len(ladder.lambdas) - 1
     if top.rate != top_row:
@@ -70,12 +84,15 @@ def main(argv: list[str] | None = None) -> None:
         net = pushed(base, ladder.lambdas, k)
         cells = pd.DataFrame([{"pixels": im.shape[0] * im.shape[1], **code(net, ladder, top, im)}
                               for im in images.values()])
-        rows.append({"steps above the top row": k, "bpp": bpp(cells["bytes"].sum(), cells["pixels"].sum()),
+        rows.append({"steps above the top row": f"{k:g}", "bpp": bpp(cells["bytes"].sum(), cells["pixels"].sum()),
                      "PSNR (dB)": aggregate_psnr(cells["sse"].sum(), cells["pixels"].sum())})
+    pixels = sum(im.shape[0] * im.shape[1] for im in images.values())
+    rows.append({"steps above the top row": "no quantisation", "bpp": "(not coded)",
+                 "PSNR (dB)": aggregate_psnr(sum(unquantised_sse(base, top.rate, im) for im in images.values()), pixels)})
     table = pd.DataFrame(rows)
     text = ladder_report("Finer quantisation alone: where a trained network's quality stops", "bench_gain_ceiling.py",
                          argv, __doc__, args.ladder, list(images), [markdown_table(table, ".3f")], start)
-    (RESULTS / "gain_ceiling.md").write_text(text)
+    (RESULTS / f"gain_ceiling_{args.ladder}.md").write_text(text)
     print(text)
 
 

@@ -28,7 +28,7 @@ from bench_models import cpu_info, load_avg
 from bench_pipeline import markdown_table
 from eval.images import list_images, load_rgb8
 from eval.metrics import aggregate_psnr, bpp, sse
-from models.codec import _pad, coded_rate, decode_stream, encode_latent, to_tensor
+from models.codec import pad_to_multiple, coded_rate, decode_stream, encode_latent, to_tensor
 from models.ladder import load_ladder
 from models.refine import rd_cost, refinement
 from models.weights import load_network
@@ -49,7 +49,7 @@ def runs(args: argparse.Namespace, images: dict) -> pd.DataFrame:
     net = load_network(ladder)
     rows = []
     for name, image in images.items():
-        x = _pad(to_tensor(image))
+        x = pad_to_multiple(to_tensor(image))
         for point in args.points:
             entry = ladder.entries[point - 1]
             plain = coded(entry, image, None)

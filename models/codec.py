@@ -66,7 +66,8 @@ def to_image(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
-def _pad(x: torch.Tensor) -> torch.Tensor:
+def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
+    """``x`` padded (edge pixels repeated) to a multiple of ``PAD_MULTIPLE`` each way."""
     h, w = x.shape[-2:]
     ph, pw = -h % PAD_MULTIPLE, -w % PAD_MULTIPLE
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
@@ -97,7 +98,7 @@ def encode_image(
         return data
     net = load_network(entry.ladder, weights_dir)
     with coding_threads():
-        y = refine_latent(net, entry.ladder, _pad(to_tensor(image)), image.shape[:2], coded_rate(entry), refine)
+        y = refine_latent(net, entry.ladder, pad_to_multiple(to_tensor(image)), image.shape[:2], coded_rate(entry), refine)
     refined = encode_latent(entry, image, y, weights_dir)
 
     def cost(stream: bytes) -> float:
@@ -145,7 +146,7 @@ def encode_with(
     rate = stored_rate(rate)
     height, width = image.shape[:2]
     with coding_threads():
-        out = net.compress(_pad(to_tensor(image)), rate, y)
+        out = net.compress(pad_to_multiple(to_tensor(image)), rate, y)
     streams = [s[0] for s in out["strings"]]
     return bitstream.pack(Header(model_id, rate, height, width), streams)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from eval.images import load_rgb8
-from models.codec import _pad, coded_rate, decode_stream, encode_image, encode_latent, to_tensor
+from models.codec import pad_to_multiple, coded_rate, decode_stream, encode_image, encode_latent, to_tensor
 from models.ladder import LadderEntry
 from models.refine import Refinement, rd_cost, refine_latent
 
@@ -36,7 +36,7 @@ def test_lambda_of_a_rate_is_geometric_between_rows(tiny):
 
 def test_refined_latent_codes_cheaper_and_the_plain_decoder_reads_it(tiny, image):
     entry = LadderEntry(tiny.ladder, 2, 2.0)
-    x = _pad(to_tensor(image))
+    x = pad_to_multiple(to_tensor(image))
     plain_y = refine_latent(tiny.net, tiny.ladder, x, image.shape[:2], coded_rate(entry), Refinement(steps=0))
     refined_y = refine_latent(tiny.net, tiny.ladder, x, image.shape[:2], coded_rate(entry), REFINE)
     assert not torch.equal(plain_y, refined_y)
@@ -53,7 +53,7 @@ def test_refinement_is_deterministic_and_leaves_network_and_rng_as_they_were(tin
     before = {k: v.clone() for k, v in net.state_dict().items()}
     grads = [p.requires_grad for p in net.parameters()]
     torch.manual_seed(123)
-    x = _pad(to_tensor(image))
+    x = pad_to_multiple(to_tensor(image))
     first = refine_latent(net, tiny.ladder, x, image.shape[:2], 1.0, REFINE)
     after_first = torch.rand(1)  # the caller's random stream continues as if nothing ran
     torch.manual_seed(123)
