@@ -27,11 +27,11 @@ import allocate
 from eval.metrics import aggregate_psnr, bpp, weighted_msssim
 import models.ladder
 from eval.images import list_images
+from pipeline.allocation import Budget, Target, Transparent, solve
 from pipeline.grid import run_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-TRANSPARENT_PSNR, TRANSPARENT_MSSSIM = 40.0, 0.993
 
 
 def ladder_with_rates(name: str, rates: list[float], folder: Path) -> models.ladder.Ladder:
@@ -44,10 +44,9 @@ def ladder_with_rates(name: str, rates: list[float], folder: Path) -> models.lad
 
 
 def rank_subsets(table: pd.DataFrame, rate_of: dict[str, float], keep: int, metric: str,
-                 transparent: bool = False) -> pd.DataFrame:
+                 target: Target) -> pd.DataFrame:
     """Every subset of ``keep`` rates (lowest and highest kept), best first: highest
-    quality at 0.15 bpp, or with ``transparent`` fewest bytes reaching 40 dB / 0.993."""
-    cap = allocate.cap_from_bpp(0.15, int(table.groupby("image")["pixels"].first().sum()))
+    quality within a ``Budget``, or fewest bytes reaching a ``Transparent`` target."""
     names = sorted(rate_of, key=rate_of.get)
     rows = []
     for middle in itertools.combinations(names[1:-1], keep - 2):
@@ -56,13 +55,12 @@ def rank_subsets(table: pd.DataFrame, rate_of: dict[str, float], keep: int, metr
         row = {"rates": " ".join(f"{rate_of[n]:g}" for n in subset), "psnr": float("nan"), "msssim": float("nan"),
                "bytes": float("nan")}
         try:
-            a = (allocate.solve_transparent(rd, TRANSPARENT_PSNR, TRANSPARENT_MSSSIM) if transparent
-                 else allocate.solve_budget(rd, cap, "sse" if metric == "mse" else "msssim"))
+            a = solve(rd, target, "sse" if metric == "mse" else "msssim", "exact")
             row.update(psnr=a.psnr, msssim=a.msssim, bytes=a.total_bytes)
         except allocate.InfeasibleError:
             pass
         rows.append(row)
-    if transparent:
+    if isinstance(target, Transparent):
         return pd.DataFrame(rows).sort_values("bytes", na_position="last")
     return pd.DataFrame(rows).sort_values("psnr" if metric == "mse" else "msssim", ascending=False)
 
@@ -76,7 +74,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / "cache")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--transparent", action="store_true",
-                        help="Rank by fewest bytes reaching PSNR 40 dB and MS-SSIM 0.993 instead of quality at 0.15 bpp.")
+                        help=f"Rank by fewest bytes reaching ({Transparent().describe()}) instead of quality "
+                             f"within {Budget().describe()}.")
     parser.add_argument("--write", type=float, nargs="*", default=None,
                         help="Write these rates (none given: the best subset) into the ladder file.")
     args = parser.parse_args()
@@ -88,9 +87,9 @@ def main() -> None:
     per_rate = table.groupby("candidate").agg(bytes=("bytes", "sum"), pixels=("pixels", "sum"), sse=("sse", "sum"))
     per_rate["msssim"] = table.groupby("candidate").apply(lambda g: weighted_msssim(g["msssim"], g["pixels"]))
     bpp_at = {rate_of[name]: bpp(int(r.bytes), int(r.pixels)) for name, r in per_rate.iterrows()}
-    ranked = rank_subsets(table, rate_of, args.keep, ladder.metric, args.transparent)
-    goal = (f"the fewest bytes reaching PSNR {TRANSPARENT_PSNR:g} dB and MS-SSIM {TRANSPARENT_MSSSIM:g}"
-            if args.transparent else "allocation at 0.15 bpp")
+    target = Transparent() if args.transparent else Budget()
+    ranked = rank_subsets(table, rate_of, args.keep, ladder.metric, target)
+    goal = f"the fewest bytes reaching {target.describe()}" if args.transparent else f"allocation within {target.describe()}"
     lines = [f"# Rate points of the `{args.ladder}` ladder, chosen by {goal}", "",
              f"`python bench/choose_points.py --ladder {args.ladder} --rates {' '.join(f'{r:g}' for r in args.rates)}"
              f" --keep {args.keep}{' --transparent' if args.transparent else ''}`, {dt.date.today().isoformat()}, "
@@ -106,7 +105,8 @@ def main() -> None:
               else f"| {r.rates} | infeasible | | |" for r in ranked.head(8).itertuples()]
     if ranked["psnr"].isna().all():
         lines += ["", "No subset reaches the targets: the ladder's highest rate is below them (train higher λ rows)."
-                  if args.transparent else "No subset fits 0.15 bpp: the ladder's lowest rate is above it (train lower λ rows)."]
+                  if args.transparent else
+                  f"No subset fits the {target.describe()}: the ladder's lowest rate is above it (train lower λ rows)."]
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"points_{args.ladder}.md"
     out.write_text("\n".join(lines) + "\n")
