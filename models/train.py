@@ -174,24 +174,27 @@ class Trainer:
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         rates = self.sample_rates(x.shape[0])
+        # Both gradients first, then both updates, so that a non-finite loss stops
+        # the run with every weight (quantiles too) as before this step.
+        aux_loss = self.net.aux_loss()
+        self.aux_opt.zero_grad(set_to_none=True)
+        aux_loss.backward()
         out = self.net(x, rates, bf16=self.cfg.bf16)
         dist = distortion(self.ladder, x, out["x_hat"])
         bpp = bits_per_pixel(out["likelihoods"], x.shape[2] * x.shape[3])
         loss = (self.lambdas_at(rates) * dist + bpp).mean()
         for group in self.opt.param_groups:
             group["lr"] = self.current_lr()
-        self.opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)  # also drops what aux_loss left on the entropy bottleneck
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
-        if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
+        norm = torch.nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], 1.0)
+        if not bool(torch.isfinite(loss) & torch.isfinite(norm) & torch.isfinite(aux_loss)):
             raise TrainingError(
-                f"step {self.step + 1}: loss {loss.item():g}, gradient norm {norm.item():g}: training diverged; "
+                f"step {self.step + 1}: loss {loss.item():g}, gradient norm {norm.item():g}, "
+                f"auxiliary loss {aux_loss.item():g}: training diverged; "
                 "the weights stay as before this step (try a lower --lr or other --init weights)"
             )
         self.opt.step()
-        aux_loss = self.net.aux_loss()
-        self.aux_opt.zero_grad(set_to_none=True)
-        aux_loss.backward()
         self.aux_opt.step()
         self.step += 1
         mse = (x - out["x_hat"].clamp(0, 1)).pow(2).mean().item()

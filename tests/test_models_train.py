@@ -83,6 +83,31 @@ def test_a_diverging_step_stops_training_and_leaves_the_weights_as_they_were(lad
     assert [k for k in before if not torch.equal(before[k], after[k])] == []
 
 
+def test_diverged_entropy_bottleneck_quantiles_stop_training_before_any_update(ladders, tmp_path):
+    trainer = Trainer(config(tmp_path, resume=False, bf16=False))
+    trainer.train_step(fixed_crop())
+    name = next(n for n, _ in trainer.net.named_parameters() if n.endswith(".quantiles"))
+    with torch.no_grad():
+        dict(trainer.net.named_parameters())[name][0, 0, 0] = float("nan")
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    with pytest.raises(TrainingError, match=r"step 2: loss [0-9.]+, gradient norm [0-9.]+, auxiliary loss nan"):
+        trainer.train_step(fixed_crop())
+    assert trainer.step == 1
+    after = trainer.net.state_dict()
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, equal_nan=True, msg=key)
+
+
+def test_the_main_loss_leaves_the_quantile_gradients_to_the_auxiliary_loss(ladders, tmp_path):
+    trainer = Trainer(config(tmp_path, resume=False, bf16=False))
+    net = trainer.net
+    quantiles = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
+    net.zero_grad(set_to_none=True)
+    out = net(fixed_crop(), torch.zeros(fixed_crop().shape[0]))
+    bits_per_pixel(out["likelihoods"], 64 * 64).sum().backward()
+    assert all(q.grad is None or not q.grad.any() for q in quantiles)
+
+
 def _optimizer_tensors(trainer: Trainer) -> dict[str, torch.Tensor]:
     return trainer._optim_tensors()
 
