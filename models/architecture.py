@@ -37,19 +37,21 @@ from .conditional import GaussianConditionalBucketized
 from .context import CheckerboardContext
 from .laplacian import LaplacianConditional
 
-# Total down-sampling factor of g_a (16) times h_a (4): inputs are padded to this.
+# Total down-sampling of g_a (the latent ``y`` is at 1/stride of the image): 16, as in
+# cheng2020, or 8, one stage fewer, for high rates, where a 16×16 block's M channels
+# cap the quality (``bench/results/latent_ceiling.md``).
+STRIDES = (8, 16)
+# The layers (indices in g_a and g_s) of the stage that stride 16 adds to stride 8.
+STRIDE_16_STAGE = {"g_a": (5, 6), "g_s": (3, 4)}
+# The largest stride times h_a's down-sampling (4): inputs are padded to this.
 PAD_MULTIPLE = 64
 
 
-def _analysis(N: int, M: int) -> nn.Sequential:
-    return nn.Sequential(
-        conv(3, N), GDN(N),
-        conv(N, N), GDN(N),
-        AttentionBlock(N),
-        conv(N, N), GDN(N),
-        conv(N, M),
-        AttentionBlock(M),
-    )  # fmt: skip
+def _analysis(N: int, M: int, stride: int) -> nn.Sequential:
+    layers = [conv(3, N), GDN(N), conv(N, N), GDN(N), AttentionBlock(N)]
+    if stride == 16:
+        layers += [conv(N, N), GDN(N)]
+    return nn.Sequential(*layers, conv(N, M), AttentionBlock(M))
 
 
 class SubPixelDeconv(nn.ConvTranspose2d):
@@ -83,15 +85,11 @@ class SubPixelDeconv(nn.ConvTranspose2d):
         return F.pixel_shuffle(F.conv2d(x, kernel, bias, padding=1), 2)
 
 
-def _synthesis(N: int, M: int) -> nn.Sequential:
-    return nn.Sequential(
-        AttentionBlock(M),
-        deconv(M, N), GDN(N, inverse=True),
-        deconv(N, N), GDN(N, inverse=True),
-        AttentionBlock(N),
-        deconv(N, N), GDN(N, inverse=True),
-        SubPixelDeconv(N, 3),
-    )  # fmt: skip
+def _synthesis(N: int, M: int, stride: int) -> nn.Sequential:
+    layers = [AttentionBlock(M), deconv(M, N), GDN(N, inverse=True)]
+    if stride == 16:
+        layers += [deconv(N, N), GDN(N, inverse=True)]
+    return nn.Sequential(*layers, AttentionBlock(N), deconv(N, N), GDN(N, inverse=True), SubPixelDeconv(N, 3))
 
 
 class PostFilter(nn.Module):
@@ -153,6 +151,7 @@ class GainedAttentionCheckerboard(CompressionModel):
             (:mod:`models.centres`; ladder flag ``centres = true``, measured there too).
         laplacian: a conditional Laplacian instead of a Gaussian for ``y``
             (:mod:`models.laplacian`; ladder flag ``laplacian = true``, measured there too).
+        stride: down-sampling of ``g_a`` (:data:`STRIDES`; ladder ``stride = 8``).
     """
 
     def __init__(
@@ -163,11 +162,14 @@ class GainedAttentionCheckerboard(CompressionModel):
         postfilter: bool = False,
         centres: bool = False,
         laplacian: bool = False,
+        stride: int = 16,
     ):
         super().__init__()
-        self.N, self.M, self.n_rates = N, M, n_rates
-        self.g_a = _analysis(N, M)
-        self.g_s = _synthesis(N, M)
+        if stride not in STRIDES:
+            raise ValueError(f"stride must be one of {STRIDES}, got {stride}")
+        self.N, self.M, self.n_rates, self.stride = N, M, n_rates, stride
+        self.g_a = _analysis(N, M, stride)
+        self.g_s = _synthesis(N, M, stride)
         if postfilter:
             self.g_s.append(PostFilter())
         conditional_model = LaplacianConditional if laplacian else GaussianConditionalBucketized

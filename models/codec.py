@@ -75,7 +75,8 @@ def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
 
 def _latent_shapes(net: torch.nn.Module, height: int, width: int) -> dict:
     hp, wp = height + -height % PAD_MULTIPLE, width + -width % PAD_MULTIPLE
-    return {"y": (net.M, hp // 16, wp // 16), "hyper": (hp // 64, wp // 64)}
+    y, z = net.stride, 4 * net.stride  # h_a down-samples y by 4
+    return {"y": (net.M, hp // y, wp // y), "hyper": (hp // z, wp // z)}
 
 
 def encode_image(

@@ -18,7 +18,11 @@ low-rate one, and training it from scratch on a CPU would take many sessions.
   each inverse keeping its channel's gain × inverse (``retarget_gain_tables``),
   so the new rows start near their rates.
 
-Only M may change; N (transforms, hyper-latent) must match.
+- a stride-16 network can start a stride-8 one: the stage between 1/8 and 1/16
+  resolution (``STRIDE_16_STAGE``) is left out, every other layer keeps its
+  weights (its index in ``g_a`` / ``g_s`` moves down past the gap).
+
+Only M and the stride may change; N (transforms, hyper-latent) must match.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
+from .architecture import STRIDE_16_STAGE
 from .extend import GAIN_TABLES
 from .ladder import Ladder
 from .weights import BadWeightsError, build, export, load_into, load_state, weights_note
@@ -116,11 +121,34 @@ def retarget_gain_tables(tables: dict[str, torch.Tensor], lambdas: tuple[float, 
     return out
 
 
+def drop_stride_16_stage(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A stride-16 network's state without its ``STRIDE_16_STAGE`` layers, the later
+    layers of ``g_a`` and ``g_s`` renumbered to their places in a stride-8 network."""
+    out = {}
+    for name, tensor in state.items():
+        transform, _, rest = name.partition(".")
+        dropped = STRIDE_16_STAGE.get(transform)
+        if dropped is None:
+            out[name] = tensor
+            continue
+        index, _, field = rest.partition(".")
+        if int(index) in dropped:
+            continue
+        shift = len(dropped) if int(index) > max(dropped) else 0
+        out[f"{transform}.{int(index) - shift}.{field}"] = tensor
+    return out
+
+
 def widen_state(
     net: nn.Module, state: dict[str, torch.Tensor], lambdas: tuple[float, ...], targets: tuple[float, ...],
-    source: str,
+    source: str, source_stride: int = 16,
 ) -> dict[str, torch.Tensor]:
-    """A state for ``net`` (same architecture, M ≥ the trained one) from the trained ``state``."""
+    """A state for ``net`` (same architecture, M ≥ the trained one, stride ≤ ``source_stride``)
+    from the trained ``state``."""
+    if source_stride != net.stride:
+        if (source_stride, net.stride) != (16, 8):
+            raise WidenError(f"{source}: a stride-{source_stride} network cannot start a stride-{net.stride} one")
+        state = drop_stride_16_stage(state)
     fresh = net.state_dict()
     unknown = [k for k in state if k not in fresh]
     if unknown:
@@ -153,5 +181,7 @@ def widen_state(
 def widen_weights(target: Ladder, source: Ladder, weights: Path, out: Path) -> None:
     """Write ``target``'s network, carried over from ``source``'s trained ``weights``, to ``out``."""
     net = build(target)
-    load_into(net, widen_state(net, load_state(weights), source.lambdas, target.lambdas, str(weights)), weights)
+    stride = dict(source.arch).get("stride", 16)
+    state = widen_state(net, load_state(weights), source.lambdas, target.lambdas, str(weights), stride)
+    load_into(net, state, weights)
     export(net, target, out, note=f"widened from {weights.name}: {weights_note(weights)}")

@@ -23,8 +23,11 @@ from models import bitstream
 from models.architecture import PAD_MULTIPLE, SubPixelDeconv
 from models.conditional import GaussianConditionalBucketized
 from models.bitstream import BadStreamError, Header
-from models.ladder import LadderEntry
-from models.weights import EncoderMissingError, is_encoder_only, load_state, write_decoder_weights
+from models.ladder import LadderEntry, load_ladder
+from models.weights import (
+    EncoderMissingError, build, export, is_encoder_only, load_network, load_state, write_decoder_weights,
+)
+from tiny_ladder import write_ladder
 
 torch.set_num_threads(1)
 KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
@@ -91,6 +94,19 @@ def test_round_trip_reproduces_the_encoders_reconstruction(tiny, tmp_path, name)
     if image.size > 1000:
         mse = np.mean((first.astype(np.float64) - image) ** 2)
         assert 10 * np.log10(255**2 / mse) > 12
+
+
+def test_a_stride_8_network_codes_its_latent_at_an_eighth_and_round_trips(ladder_dir, tmp_path):
+    write_ladder(ladder_dir, "fine", 254, lambdas=[0.01, 0.1], rates=(0.0, 1.0), stride=8)
+    ladder = load_ladder("fine")
+    torch.manual_seed(0)
+    export(build(ladder), ladder, tmp_path / "fine.safetensors")
+    net = load_network(ladder, tmp_path)
+    assert codec._latent_shapes(net, 17, 130) == {"y": (24, 8, 24), "hyper": (2, 6)}  # padded to 64 × 192
+    for image in (kodak("kodim05.png")[7:24, 11:141], kodak("kodim23.png")):
+        data = codec.encode_image(LadderEntry(ladder, 1, 1.0), image, tmp_path)
+        decoded = codec.decode_stream(data, tmp_path)
+        assert decoded.tobytes() == encoder_reconstruction(net, image, 1.0).tobytes()
 
 
 def test_rate_not_a_multiple_of_1_256_codes_at_the_stored_rate(tiny):

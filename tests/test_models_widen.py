@@ -23,6 +23,7 @@ def ladders(ladder_dir):
     write_ladder(ladder_dir, "tiny", 250, lambdas=SOURCE_LAMBDAS, M=24)
     write_ladder(ladder_dir, "wide", 251, lambdas=[0.016, 0.064], M=40)  # row 0 = the source's top row
     write_ladder(ladder_dir, "otherN", 252, lambdas=[0.016, 0.064], N=24, M=40)
+    write_ladder(ladder_dir, "fine", 253, lambdas=[0.016, 0.064], M=40, stride=8)
     return ladder_dir
 
 
@@ -104,6 +105,24 @@ def test_only_the_latent_may_grow(ladders):
     wide = trained_like("wide").state_dict()
     with pytest.raises(WidenError, match="only M may grow"):
         widen_state(build(load_ladder("tiny")), wide, (0.016, 0.064), tuple(SOURCE_LAMBDAS), "wide")
+
+
+@torch.no_grad()
+def test_a_stride_8_network_starts_from_a_stride_16_one_without_its_extra_stage(ladders):
+    small = trained_like("tiny")
+    fine = build(load_ladder("fine"))
+    assert fine.stride == 8 and len(fine.g_a) == len(small.g_a) - 2 and len(fine.g_s) == len(small.g_s) - 2
+    load_into(fine, widen_state(fine, small.state_dict(), tuple(SOURCE_LAMBDAS), (0.016, 0.064), "small"), "small")
+    # Every layer outside the left-out stage kept its weights, at its new place.
+    assert torch.equal(fine.g_a[0].weight, small.g_a[0].weight)  # first convolution: same place
+    assert torch.equal(fine.g_a[5].weight[:24], small.g_a[7].weight)  # conv(N, M): moved down 2, widened
+    assert torch.equal(fine.g_s[3].conv_a[0].conv[0].weight, small.g_s[5].conv_a[0].conv[0].weight)  # attention(N)
+    assert torch.equal(fine.g_s[6].weight, small.g_s[8].weight)  # last layer
+    y = fine.g_a(crop())
+    assert y.shape == (1, 40, 16, 16)  # 128 px at 1/8
+    assert fine.g_s(y).shape == (1, 3, 128, 128)
+    with pytest.raises(WidenError, match="a stride-8 network cannot start a stride-16 one"):
+        widen_state(build(load_ladder("wide")), fine.state_dict(), (0.016, 0.064), (0.016, 0.064), "fine", 8)
 
 
 def test_widen_command_writes_weights_the_wider_ladder_trains_from(ladders, tmp_path):
