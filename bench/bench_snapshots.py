@@ -1,0 +1,94 @@
+"""A training run's exports, each coded at every trained rate: how a ladder's RD curve moves.
+
+    .venv/bin/python bench/bench_snapshots.py --ladder transparent SNAPSHOT.safetensors ... \
+        [--images 6] [--reference out/transparent/rd.csv --family avif]
+
+A ladder in training is judged by its curve, not its loss: this codes the first
+``--images`` Kodak images with each given weights file (exports of one ladder, e.g.
+copies of ``runs/LADDER/export.safetensors`` kept along a run) at each trained
+gain row, real files (header included) and decoded pixels: aggregate bpp and
+PSNR per row.  ``--reference`` adds a classical family's points on the same
+images from an RD table (``clic encode`` / ``clic submission`` output), for the
+gap.  Writes ``bench/results/snapshots_<ladder>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bench_models import ladder_report
+from bench_pipeline import markdown_table
+from bench_weight_precision import code
+from eval.images import list_images, load_rgb8
+from eval.metrics import aggregate_psnr, bpp
+from models.ladder import LadderEntry, load_ladder
+from models.weights import build, load_into, load_state, weights_note
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def training_step(path: Path) -> str:
+    """The step an export's note starts with ("step 6078 after …"), else the file name."""
+    match = re.match(r"step (\d+)", weights_note(path))
+    return f"{int(match.group(1)):,}" if match else path.name
+
+
+def snapshot_row(ladder, path: Path, images: dict) -> dict:
+    """``path``'s network at every gain row: "bpp, dB" per row."""
+    net = build(ladder)
+    load_into(net, load_state(path), path)
+    net.ready_for_coding()
+    row = {"steps": training_step(path)}
+    for rate in range(len(ladder.lambdas)):
+        entry = LadderEntry(ladder, rate, float(rate))
+        cells = pd.DataFrame([{"pixels": im.shape[0] * im.shape[1], **code(net, ladder, entry, im)}
+                              for im in images.values()])
+        pixels = cells["pixels"].sum()
+        row[f"rate {rate} (bpp, dB)"] = (f"{bpp(cells['bytes'].sum(), pixels):.3f}, "
+                                         f"{aggregate_psnr(cells['sse'].sum(), pixels):.2f}")
+    return row
+
+
+def reference_points(table: Path, family: str, images: list[str]) -> pd.DataFrame:
+    """Each candidate of ``family`` in the RD table, aggregated over ``images``."""
+    rd = pd.read_csv(table)
+    rd = rd[(rd["family"] == family) & rd["image"].isin(images)]
+    if rd["image"].nunique() != len(images):
+        raise SystemExit(f"{table}: {family} lacks some of the images {', '.join(images)}")
+    sums = rd.groupby("candidate")[["bytes", "sse", "pixels"]].sum()
+    points = [{"candidate": name, "bpp": bpp(c["bytes"], c["pixels"]), "PSNR (dB)": aggregate_psnr(c["sse"], c["pixels"])}
+              for name, c in sums.iterrows()]
+    return pd.DataFrame(points).sort_values("bpp")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("snapshots", type=Path, nargs="+", help="weights files of the ladder, oldest first")
+    parser.add_argument("--ladder", default="transparent")
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--reference", type=Path, default=None, help="an RD table (rd.csv) for --family's points")
+    parser.add_argument("--family", default="avif")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    start = time.time()
+    ladder = load_ladder(args.ladder)
+    images = {p.stem: load_rgb8(p) for p in list_images(ROOT / "data" / "kodak")[: args.images]}
+    body = [markdown_table(pd.DataFrame([snapshot_row(ladder, path, images) for path in args.snapshots]))]
+    if args.reference is not None:
+        points = reference_points(args.reference, args.family, list(images))
+        body += [f"{args.family} on the same images (`{args.reference}`):", markdown_table(points, ".3f")]
+    text = ladder_report(f"Training snapshots of the {args.ladder} ladder", "bench_snapshots.py", argv, __doc__,
+                         args.ladder, list(images), body, start)
+    (RESULTS / f"snapshots_{args.ladder}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
