@@ -16,13 +16,14 @@ Writes ``bench/results/latent_ceiling.md``.
 from __future__ import annotations
 
 import argparse
-import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench_models import cpu_info
 from bench_pipeline import markdown_table
 from eval.images import list_images, load_rgb8
 
@@ -65,9 +66,9 @@ def main() -> None:
     lines = [
         "# Latent ceiling: linear (PCA) reconstruction from M channels per block",
         "",
-        f"`python bench/bench_latent_ceiling.py --train-images {args.train_images}`, "
+        f"`{' '.join(['python bench/bench_latent_ceiling.py', *sys.argv[1:]])}`, "
         f"{time.strftime('%Y-%m-%d')}; basis fitted on {len(train)} images of `{args.train.name}`, "
-        f"measured on the {len(test)} Kodak images (aggregate PSNR, no quantisation); {platform.processor() or platform.machine()}.",
+        f"measured on the {len(test)} Kodak images (aggregate PSNR, no quantisation); {cpu_info()}.",
         "",
         markdown_table(pd.DataFrame(rows)),
         "",
