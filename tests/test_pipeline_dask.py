@@ -2,7 +2,7 @@
 
 One module cluster (``distributed.connect(workers=2)``: two one-thread worker
 processes on loopback) serves every test.  The grid is the hybrid ladder (the
-48 classical candidates + the 5 points of the default learned ladder, its
+52 classical candidates + the 5 points of the default learned ladder, its
 network untrained and exported to a temp folder) on three 128×96 Kodak crops.
 Worker processes learn the weights folder from ``CLIC_WEIGHTS_DIR``, which they
 inherit; monkeypatching would not reach them.
