@@ -8,8 +8,9 @@ A ladder in training is judged by its curve, not its loss: this codes the first
 copies of ``runs/LADDER/export.safetensors`` kept along a run) at each trained
 gain row, real files (header included) and decoded pixels: aggregate bpp and
 PSNR per row.  ``--reference`` adds a classical family's points on the same
-images from an RD table (``clic encode`` / ``clic submission`` output), for the
-gap.  Writes ``bench/results/snapshots_<ladder>.md``.
+images from an RD table (``clic encode`` / ``clic submission`` output), and per
+row the gap in dB to that family's curve at the same bpp (linear in log bpp
+between its points; none outside them).  Writes ``bench/results/snapshots_<ladder>.md``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -40,8 +42,16 @@ def training_step(path: Path) -> str:
     return f"{int(match.group(1)):,}" if match else path.name
 
 
-def snapshot_row(ladder, path: Path, images: dict) -> dict:
-    """``path``'s network at every gain row: "bpp, dB" per row."""
+def gap_to(points: pd.DataFrame | None, rate: float, psnr: float) -> str:
+    """" (Δ ±x.xx)": ``psnr`` minus the reference curve's at ``rate`` bpp, if within its points."""
+    if points is None or not points["bpp"].min() <= rate <= points["bpp"].max():
+        return ""
+    curve = np.interp(np.log(rate), np.log(points["bpp"]), points["PSNR (dB)"])
+    return f" (Δ {psnr - curve:+.2f})"
+
+
+def snapshot_row(ladder, path: Path, images: dict, reference: pd.DataFrame | None) -> dict:
+    """``path``'s network at every gain row: "bpp, dB" per row, and the gap to ``reference``."""
     net = build(ladder)
     load_into(net, load_state(path), path)
     net.ready_for_coding()
@@ -51,8 +61,8 @@ def snapshot_row(ladder, path: Path, images: dict) -> dict:
         cells = pd.DataFrame([{"pixels": im.shape[0] * im.shape[1], **code(net, ladder, entry, im)}
                               for im in images.values()])
         pixels = cells["pixels"].sum()
-        row[f"rate {rate} (bpp, dB)"] = (f"{bpp(cells['bytes'].sum(), pixels):.3f}, "
-                                         f"{aggregate_psnr(cells['sse'].sum(), pixels):.2f}")
+        rate_bpp, psnr = bpp(cells["bytes"].sum(), pixels), aggregate_psnr(cells["sse"].sum(), pixels)
+        row[f"rate {rate} (bpp, dB)"] = f"{rate_bpp:.3f}, {psnr:.2f}{gap_to(reference, rate_bpp, psnr)}"
     return row
 
 
@@ -80,10 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     start = time.time()
     ladder = load_ladder(args.ladder)
     images = {p.stem: load_rgb8(p) for p in list_images(ROOT / "data" / "kodak")[: args.images]}
-    body = [markdown_table(pd.DataFrame([snapshot_row(ladder, path, images) for path in args.snapshots]))]
-    if args.reference is not None:
-        points = reference_points(args.reference, args.family, list(images))
-        body += [f"{args.family} on the same images (`{args.reference}`):", markdown_table(points, ".3f")]
+    points = None if args.reference is None else reference_points(args.reference, args.family, list(images))
+    body = [markdown_table(pd.DataFrame([snapshot_row(ladder, path, images, points) for path in args.snapshots]))]
+    if points is not None:
+        body += [f"{args.family} on the same images (`{args.reference}`; Δ above: dB over its curve at the same bpp):",
+                 markdown_table(points, ".3f")]
     text = ladder_report(f"Training snapshots of the {args.ladder} ladder", "bench_snapshots.py", argv, __doc__,
                          args.ladder, list(images), body, start)
     (RESULTS / f"snapshots_{args.ladder}.md").write_text(text)
