@@ -7,9 +7,9 @@ A ladder in training is judged by its curve, not its loss: this codes the first
 ``--images`` Kodak images with each given weights file (exports of one ladder, e.g.
 copies of ``runs/LADDER/export.safetensors`` kept along a run) at each trained
 gain row, real files (header included) and decoded pixels: aggregate bpp and
-PSNR per row.  ``--reference`` adds a classical family's points on the same
+PSNR per rate.  ``--reference`` adds a classical family's points on the same
 images from an RD table (``clic encode`` / ``clic submission`` output), and per
-row the gap in dB to that family's curve at the same bpp (linear in log bpp
+rate the gap in dB to that family's curve at the same bpp (linear in log bpp
 between its points; none outside them).  Writes ``bench/results/snapshots_<ladder>.md``.
 """
 
@@ -51,7 +51,7 @@ def gap_to(points: pd.DataFrame | None, rate: float, psnr: float) -> str:
 
 
 def snapshot_row(ladder, path: Path, images: dict, reference: pd.DataFrame | None) -> dict:
-    """``path``'s network at every gain row: "bpp, dB" per row, and the gap to ``reference``."""
+    """``path``'s network at every gain row: "bpp, dB" per rate, and the gap to ``reference``."""
     net = build(ladder)
     load_into(net, load_state(path), path)
     net.ready_for_coding()
