@@ -10,7 +10,8 @@ gain row, real files (header included) and decoded pixels: aggregate bpp and
 PSNR per rate.  ``--reference`` adds a classical family's points on the same
 images from an RD table (``clic encode`` / ``clic submission`` output), and per
 rate the gap in dB to that family's curve at the same bpp (linear in log bpp
-between its points; none outside them).  Writes ``bench/results/snapshots_<ladder>.md``.
+between its points; none outside them).  Writes ``bench/results/snapshots_<ladder>.md``
+(or ``--out``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def snapshot_row(ladder, path: Path, images: dict, reference: pd.DataFrame | Non
     net = build(ladder)
     load_into(net, load_state(path), path)
     net.ready_for_coding()
-    row = {"steps": training_step(path)}
+    row = {"snapshot": path.stem, "steps": training_step(path)}
     for rate in range(len(ladder.lambdas)):
         entry = LadderEntry(ladder, rate, float(rate))
         cells = pd.DataFrame([{"pixels": im.shape[0] * im.shape[1], **code(net, ladder, entry, im)}
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=6)
     parser.add_argument("--reference", type=Path, default=None, help="an RD table (rd.csv) for --family's points")
     parser.add_argument("--family", default="avif")
+    parser.add_argument("--out", type=Path, default=None, help="report file (default: bench/results/snapshots_LADDER.md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     start = time.time()
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                  markdown_table(points, ".3f")]
     text = ladder_report(f"Training snapshots of the {args.ladder} ladder", "bench_snapshots.py", argv, __doc__,
                          args.ladder, list(images), body, start)
-    (RESULTS / f"snapshots_{args.ladder}.md").write_text(text)
+    (args.out or RESULTS / f"snapshots_{args.ladder}.md").write_text(text)
     print(text)
 
 
