@@ -38,7 +38,9 @@ def train_command(
                                "cpu, cuda, cuda:1, ..."),
     minutes: float = typer.Option(0.0, help="Stop after this many minutes of training, checkpoint saved "
                                   "(0: no limit); the same command continues."),
-    bf16: bool = typer.Option(True, help="Run the transforms under bfloat16 autocast (entropy model stays float32)."),
+    bf16: Optional[bool] = typer.Option(
+        None, "--bf16/--no-bf16", show_default="where the CPU or GPU has bfloat16 instructions",
+        help="Run the transforms under bfloat16 autocast (entropy model stays float32)."),
     channels_last: bool = typer.Option(True, help="Use the channels-last memory format (faster on CPU)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the transforms (about 5 % faster per step; "
                                  "the first run compiles for about 80 s)."),

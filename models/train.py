@@ -45,7 +45,7 @@ class TrainConfig:
     threads: int = 2  # torch CPU threads
     device: str = "auto"  # "cuda" when a GPU is visible, else "cpu"; or any torch device name
     minutes: float = 0.0  # stop (checkpoint saved) after this much training time (0: no limit)
-    bf16: bool = True  # transforms in bfloat16; entropy model always float32
+    bf16: bool | None = None  # transforms in bfloat16 (None: where it is fast); entropy model always float32
     channels_last: bool = True
     compile: bool = False  # torch.compile the transforms: ~5 % faster steps after a cold compile of ~80 s
     checkpoint_s: float = 900.0
@@ -88,6 +88,7 @@ class Trainer:
         if config.minutes < 0:
             raise TrainingError(f"--minutes must be 0 (no limit) or more, got {config.minutes}")
         self.device = training_device(config.device)
+        self.bf16 = bf16_is_fast(self.device) if config.bf16 is None else config.bf16
         torch.manual_seed(config.seed)
         torch.set_num_threads(config.threads)
         self.net = build(self.ladder).train().to(self.device)
@@ -179,7 +180,7 @@ class Trainer:
         aux_loss = self.net.aux_loss()
         self.aux_opt.zero_grad(set_to_none=True)
         aux_loss.backward()
-        out = self.net(x, rates, bf16=self.cfg.bf16)
+        out = self.net(x, rates, bf16=self.bf16)
         dist = distortion(self.ladder, x, out["x_hat"])
         bpp = bits_per_pixel(out["likelihoods"], x.shape[2] * x.shape[3])
         loss = (self.lambdas_at(rates) * dist + bpp).mean()
@@ -211,7 +212,8 @@ class Trainer:
         log = (cfg.out / "train.log").open("a")
         last_ckpt, t0, seen = time.time(), time.time(), 0
         deadline = t0 + cfg.minutes * 60 if cfg.minutes else math.inf
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.ladder} ({self.device})", unit="step")
+        where = f"{self.device}, bf16" if self.bf16 else str(self.device)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.ladder} ({where})", unit="step")
         previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops like Ctrl-C: checkpoint first
         try:
             while self.step < cfg.steps and time.time() < deadline:
@@ -249,6 +251,17 @@ def training_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError(f"--device {name}: torch sees no CUDA GPU here (use --device cpu or auto)")
     return device
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bfloat16 autocast speeds training up here: on GPUs that support it
+    and on CPUs with bfloat16 instructions (AVX512-BF16 or AMX).  Elsewhere torch
+    emulates it, 2× slower than float32 (bench/results/train_xeon.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
 
 
 def _interrupt(signum: int, frame: object) -> None:

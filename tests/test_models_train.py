@@ -246,6 +246,15 @@ def test_a_focus_outside_the_ladder_is_refused(ladders, tmp_path, focus, share, 
         Trainer(config(tmp_path, resume=False, focus=focus, focus_share=share))
 
 
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, False), (True, False, True), (False, True, True)])
+def test_bf16_is_the_default_only_where_the_cpu_has_bfloat16_instructions(ladders, tmp_path, monkeypatch,
+                                                                          avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert Trainer(config(tmp_path, resume=False, device="cpu")).bf16 is expected  # emulated bf16: 2x slower
+    assert Trainer(config(tmp_path, resume=False, device="cpu", bf16=not expected)).bf16 is (not expected)
+
+
 def test_train_command_passes_the_focus_range_to_the_trainer(ladders, tmp_path):
     from typer.testing import CliRunner
 
