@@ -1,6 +1,6 @@
 """What storing a ladder's weights in fewer bits would cost in RD, measured on Kodak.
 
-    .venv/bin/python bench/bench_weight_precision.py [--ladder psnr] [--images 6] [--bits 8 6]
+    .venv/bin/python bench/bench_weight_precision.py [--ladder psnr|msssim] [--images 6] [--bits 8 6]
 
 The committed weights are float16.  Fitting a third ladder (transparent) beside
 psnr and msssim in the ~15 MB weights budget needs fewer bits per weight.  This
@@ -8,8 +8,10 @@ rounds every weight tensor of at least 2,048 values to ``b`` bits per output
 channel (symmetric, one scale per channel: ``b`` = 8 is what a ladder with
 ``precision = "int8"`` stores), rebuilds the entropy tables, then codes the first ``--images`` Kodak images at
 every ladder point with the real range coder.  Bytes are real file sizes (header
-included, ``models.bitstream.pack``); PSNR from the rounded decoded pixels.
-Writes ``bench/results/weight_precision.md`` and ``.csv``.
+included, ``models.bitstream.pack``); PSNR from the rounded decoded pixels, and
+for an MS-SSIM ladder MS-SSIM too (per image, weighted by pixels).
+Writes ``bench/results/weight_precision.md`` and ``.csv`` (``weight_precision_LADDER``
+for a ladder other than psnr).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from bench_models import ladder_report
 from bench_options import bd_psnr
 from bench_pipeline import markdown_table
 from eval.images import list_images, load_rgb8
-from eval.metrics import aggregate_psnr, bpp, sse
+from eval.metrics import aggregate_psnr, bpp, msssim_rgb, sse, weighted_msssim
 from models import bitstream
 from models.codec import decode_with, encode_with
 from models.ladder import load_ladder
@@ -51,9 +53,13 @@ def rounded_copy(net: torch.nn.Module, bits: int) -> torch.nn.Module:
 
 @torch.inference_mode()
 def code(net: torch.nn.Module, ladder, entry, image) -> dict:
-    """One image at one point: real file bytes and the decoded image's SSE."""
+    """One image at one point: real file bytes, the decoded image's SSE (and MS-SSIM)."""
     data = encode_with(net, ladder.model_id, entry.rate, image)
-    return {"bytes": len(data), "sse": sse(image, decode_with(net, *bitstream.parse(data)))}
+    decoded = decode_with(net, *bitstream.parse(data))
+    cell = {"bytes": len(data), "sse": sse(image, decoded)}
+    if ladder.metric == "msssim":
+        cell["msssim"] = msssim_rgb(image, decoded)
+    return cell
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,22 +81,28 @@ def main(argv: list[str] | None = None) -> None:
         for name, net in variants.items() for entry in ladder.entries for stem, image in images.items()
     ]
     table = pd.DataFrame(rows)
-    table.to_csv(RESULTS / "weight_precision.csv", index=False)
+    stem = "weight_precision" if args.ladder == "psnr" else f"weight_precision_{args.ladder}"
+    table.to_csv(RESULTS / f"{stem}.csv", index=False)
+    with_msssim = "msssim" in table
     curves = pd.DataFrame([
         {"variant": variant, "point": point, "bpp": bpp(cells["bytes"].sum(), cells["pixels"].sum()),
-         "psnr": aggregate_psnr(cells["sse"].sum(), cells["pixels"].sum())}
+         "psnr": aggregate_psnr(cells["sse"].sum(), cells["pixels"].sum()),
+         **({"msssim": weighted_msssim(cells["msssim"], cells["pixels"])} if with_msssim else {})}
         for (variant, point), cells in table.groupby(["variant", "point"], sort=False)
     ])
     reference = curves[curves["variant"] == "float16 (committed)"]
     summary = pd.DataFrame([
         {"variant": variant, "BD-PSNR vs float16 (dB)": bd_psnr(reference, rows),
-         "bytes vs float16": rows["bpp"].sum() / reference["bpp"].sum() - 1}
+         "bytes vs float16": rows["bpp"].sum() / reference["bpp"].sum() - 1,
+         **({"MS-SSIM vs float16 (mean over points)": (rows["msssim"].to_numpy() - reference["msssim"].to_numpy()).mean()}
+            if with_msssim else {})}
         for variant, rows in curves.groupby("variant", sort=False)
     ])
+    digits = 6 if with_msssim else 4  # MS-SSIM moves in the fifth decimal
     text = ladder_report("Weights in fewer bits: RD cost, measured", "bench_weight_precision.py", argv, __doc__,
-                         args.ladder, list(images), [markdown_table(curves, ".4f"), markdown_table(summary, "+.4f")],
+                         args.ladder, list(images), [markdown_table(curves, f".{digits}f"), markdown_table(summary, f"+.{digits}f")],
                          start)
-    (RESULTS / "weight_precision.md").write_text(text)
+    (RESULTS / f"{stem}.md").write_text(text)
     print(text)
 
 
