@@ -15,14 +15,16 @@ from models.codec import decode_stream, encode_image
 from models.ladder import LadderFileError, load_ladder
 from models.train import bits_per_pixel
 from models.weights import (
-    SCALE_SUFFIX, BadWeightsError, build, export, is_constant_buffer, load_network, load_state, weights_note,
-    write_decoder_weights,
+    SCALE_SUFFIX, BadWeightsError, build, export, is_constant_buffer, load_into, load_network, load_state,
+    weights_note, write_decoder_weights,
 )
 from tiny_ladder import write_ladder
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT / "data" / "kodak"
+COMMITTED = ROOT / "models" / "weights"
+WEIGHTS_BUDGET = 15_000_000  # bytes: a device call carries 64 MiB, Kodak and the train pack take 45 MB of it
 
 
 @pytest.fixture
@@ -230,6 +232,17 @@ def _unsafe_calls(tree: ast.AST) -> list[str]:
             if func in BUILTIN_EXEC:
                 found.append(f"line {node.lineno}: {func}(...) executes text")
     return found
+
+
+def test_committed_weights_fit_the_budget_and_each_loads_into_its_ladders_network():
+    """Each ladder's weights, and a run's resume point (``NAME-resume``), fit the
+    network its ladder file describes today, all together within the budget."""
+    files = sorted(COMMITTED.glob("*.safetensors"))
+    assert {"psnr.safetensors", "msssim.safetensors"} <= {f.name for f in files}
+    assert sum(f.stat().st_size for f in files) <= WEIGHTS_BUDGET
+    for path in files:
+        ladder = load_ladder(path.name.removesuffix(".safetensors").removesuffix("-resume"))
+        assert load_into(build(ladder), load_state(path), path) == []
 
 
 def test_scan_finds_the_patterns_it_looks_for():
