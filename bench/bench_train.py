@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         load = "?"
     cmd = " ".join(["python", "bench/bench_train.py", *(argv if argv is not None else sys.argv[1:])])
     base = next(r for r in rows if r["case"].label == "fp32, NCHW")
+    native_bf16 = bf16_is_fast(torch.device("cpu"))
     lines = [
         "# Training throughput (psnr ladder network, N=64, M=96, CPU)",
         "",
@@ -163,8 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
         f"{args.threads} torch threads (`TrainConfig.threads`); bfloat16 instructions: "
-        f"{'yes' if bf16_is_fast(torch.device('cpu')) else 'no'} (so `clic train` runs in "
-        f"{'bf16' if bf16_is_fast(torch.device('cpu')) else 'float32'} by default)",
+        f"{'yes (so `clic train` runs in bf16' if native_bf16 else 'no (so `clic train` runs in float32'} by default)",
         ("- **shared machine**: other work was using the same cores while this was measured (load average at"
          f" the end: {load}); absolute numbers are lower and noisy, the ratios are what to read."
          if args.shared else f"- no other work was meant to run (load average at the end: {load})."),
