@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, net in variants.items() for entry in ladder.entries for stem, image in images.items()
     ]
     table = pd.DataFrame(rows)
-    stem = "weight_precision" if args.ladder == "psnr" else f"weight_precision_{args.ladder}"
-    table.to_csv(RESULTS / f"{stem}.csv", index=False)
+    report = "weight_precision" if args.ladder == "psnr" else f"weight_precision_{args.ladder}"
+    table.to_csv(RESULTS / f"{report}.csv", index=False)
     with_msssim = "msssim" in table
     curves = pd.DataFrame([
         {"variant": variant, "point": point, "bpp": bpp(cells["bytes"].sum(), cells["pixels"].sum()),
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     text = ladder_report("Weights in fewer bits: RD cost, measured", "bench_weight_precision.py", argv, __doc__,
                          args.ladder, list(images), [markdown_table(curves, f".{digits}f"), markdown_table(summary, f"+.{digits}f")],
                          start)
-    (RESULTS / f"{stem}.md").write_text(text)
+    (RESULTS / f"{report}.md").write_text(text)
     print(text)
 
 
