@@ -32,7 +32,7 @@ def default_ladder(transparent: bool = False) -> str:
 def ladder_candidates(ladder: str) -> list[str]:
     """Candidate names of a ladder: ``learned``, ``classical`` or ``hybrid`` (both), a
     learned ladder file's name (``psnr``, ``msssim``: ``models/ladders/NAME.toml``), one
-    classical family (``jpeg``, ``webp``, ``avif``, ``j2k``), one candidate name
+    classical family (``jpeg``, ``webp``, ``avif``, ``avif444``, ``j2k``), one candidate name
     (``avif-q30``), or a comma-separated list of any of these (``transparent,classical``,
     ``jpeg-q35,avif-q30``), each candidate once."""
     ladder = ladder.strip()
