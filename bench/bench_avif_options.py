@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/bench_avif_options.py [--images 6] [--target 40] [--qualities 76 82 88]
 
-Encodes the first ``--images`` Kodak images with the ``avif`` family's options
-(``pipeline/codecs/classical.py``) but for ``subsampling`` and ``speed``, at
-each quality; per setting it reports the aggregate bpp and PSNR of the images
-(the challenge's conventions: one MSE over all pixels), the bpp at ``--target``
-dB interpolated in log bpp, its change against the ``avif`` family's own
-options, and encode seconds per megapixel (one thread).  Chooses the options
+Encodes the first ``--images`` Kodak images with the AVIF options of
+``pipeline/codecs/classical.py`` at each subsampling, speed and quality; per
+setting it reports the aggregate bpp and PSNR of the images (the challenge's
+conventions: one MSE over all pixels), the bpp at ``--target`` dB interpolated
+in log bpp, its change against the ``avif`` family's settings (4:2:0, speed
+6), and encode seconds per megapixel (one thread).  Chooses the options
 of the transparent track's ``avif444`` family.
 Writes ``bench/results/avif_options.md``.
 """
@@ -26,7 +26,7 @@ from PIL import Image
 from bench_models import cpu_info, load_avg
 from eval.images import load_rgb8
 from eval.metrics import aggregate_psnr, sse
-from pipeline.codecs.classical import FAMILIES
+from pipeline.codecs.classical import avif_options
 from pipeline.decode_program import decode_classical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ SETTINGS = (("4:2:0", 6), ("4:4:4", 6), ("4:4:4", 5), ("4:4:4", 4), ("4:4:4", 3)
 
 def measure(images: list[np.ndarray], quality: int, subsampling: str, speed: int) -> tuple[float, float, float]:
     """(bpp, aggregate PSNR, encode seconds per megapixel) of the images at one setting."""
-    options = {**FAMILIES["avif"].options(quality), "subsampling": subsampling, "speed": speed}
+    options = avif_options(quality, speed, subsampling)
     n_bytes = total_sse = seconds = 0.0
     for image in images:
         buf = BytesIO()

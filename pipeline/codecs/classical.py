@@ -37,6 +37,14 @@ from ..decode_program import decode_classical
 from ..errors import PipelineError
 
 
+def avif_options(quality: int, speed: int, subsampling: str) -> dict[str, Any]:
+    """Pillow's AVIF save options: libaom, one thread, full range, no tiling."""
+    return {
+        "quality": quality, "speed": speed, "subsampling": subsampling, "codec": "aom",
+        "max_threads": 1, "range": "full", "autotiling": False,
+    }
+
+
 @dataclass(frozen=True)
 class Family:
     """One Pillow format with its fixed options and its grid of settings."""
@@ -61,17 +69,11 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "avif", "AVIF", "q", (0, 8, 15, 22, 30, 38, 46, 54, 62, 70, 78, 86, 90, 94),
-            lambda q: {
-                "quality": q, "speed": 6, "subsampling": "4:2:0", "codec": "aom",
-                "max_threads": 1, "range": "full", "autotiling": False,
-            },
+            lambda q: avif_options(q, speed=6, subsampling="4:2:0"),
         ),
         Family(
             "avif444", "AVIF", "q", (60, 66, 71, 75, 79, 82, 85, 88, 91, 94),
-            lambda q: {
-                "quality": q, "speed": 4, "subsampling": "4:4:4", "codec": "aom",
-                "max_threads": 1, "range": "full", "autotiling": False,
-            },
+            lambda q: avif_options(q, speed=4, subsampling="4:4:4"),
         ),
         Family(
             "j2k", "JPEG2000", "r", (480, 340, 240, 170, 120, 85, 60, 42, 30, 21, 15, 12, 10, 8),
