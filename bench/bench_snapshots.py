@@ -31,7 +31,7 @@ from bench_weight_precision import code
 from eval.images import list_images, load_rgb8
 from eval.metrics import aggregate_psnr, bpp
 from models.ladder import LadderEntry, load_ladder
-from models.weights import build, load_into, load_state, weights_note
+from models.weights import build, load_into, load_state, network_tensors, weights_note
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -54,7 +54,7 @@ def gap_to(points: pd.DataFrame | None, rate: float, psnr: float) -> str:
 def snapshot_row(ladder, path: Path, images: dict, reference: pd.DataFrame | None) -> dict:
     """``path``'s network at every gain row: "bpp, dB" per rate, and the gap to ``reference``."""
     net = build(ladder)
-    load_into(net, load_state(path), path)
+    load_into(net, network_tensors(load_state(path)), path)
     net.ready_for_coding()
     row = {"snapshot": path.stem, "steps": training_step(path)}
     for rate in range(len(ladder.lambdas)):

@@ -1,6 +1,8 @@
 """What storing a ladder's weights in fewer bits would cost in RD, measured on Kodak.
 
     .venv/bin/python bench/bench_weight_precision.py [--ladder psnr|msssim] [--images 6] [--bits 8 6]
+    .venv/bin/python bench/bench_weight_precision.py --ladder transparent \
+        --checkpoint runs/transparent/checkpoint.safetensors --bits
 
 The committed weights were float16 (msssim's are int8 since this measured it).
 Fitting a third network (transparent) beside psnr and msssim in the ~15 MB
@@ -13,13 +15,20 @@ included, ``models.bitstream.pack``); PSNR from the rounded decoded pixels, and
 for an MS-SSIM ladder MS-SSIM too (per image, weighted by pixels).
 Writes ``bench/results/weight_precision.md`` and ``.csv`` (``weight_precision_LADDER``
 for a ladder other than psnr).
+
+``--checkpoint``: measure a training run's float32 weights instead of the
+committed file (a ladder in training has none), beside what a float16 and an
+int8 ladder file would store of them (``models.weights.export``, loaded back).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 import time
+from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,24 +41,55 @@ from eval.images import list_images, load_rgb8
 from eval.metrics import aggregate_psnr, bpp, msssim_rgb, sse, weighted_msssim
 from models import bitstream
 from models.codec import decode_with, encode_with
-from models.ladder import load_ladder
-from models.weights import dequantize, int8_grid, load_network
+from models.ladder import PRECISIONS, Ladder, load_ladder
+from models.weights import build, dequantize, export, int8_grid, load_into, load_network, load_state, network_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
-def rounded_copy(net: torch.nn.Module, bits: int) -> torch.nn.Module:
-    """``net`` with each large weight rounded to ``bits`` bits per output channel
-    (``models.weights.int8_grid``, as an int8 export stores them), tables rebuilt."""
+def rounded_copy(net: torch.nn.Module, bits: int, names: Collection[str] | None = None) -> torch.nn.Module:
+    """``net`` with each large weight (or only those ``names``) rounded to ``bits`` bits per
+    output channel (``models.weights.int8_grid``, as an int8 export stores them), tables rebuilt."""
     out = copy.deepcopy(net)
     with torch.no_grad():
-        for param in out.parameters():
-            grid = int8_grid(param, bits)
+        for name, param in out.named_parameters():
+            grid = int8_grid(param, bits) if names is None or name in names else None
             if grid is not None:
                 param.copy_(dequantize(*grid))
     out.update(force=True)
     return out
+
+
+def from_weights(ladder: Ladder, path: Path) -> torch.nn.Module:
+    """The network of a weights file or a training checkpoint (float32), its tables rebuilt, ready to code."""
+    net = build(ladder)
+    load_into(net, network_tensors(load_state(path)), path)
+    net.update(force=True)
+    return net.ready_for_coding()
+
+
+def exported_copy(net: torch.nn.Module, ladder: Ladder, precision: str, folder: Path) -> torch.nn.Module:
+    """``net`` as a ladder file of ``precision`` stores it: exported, then loaded back."""
+    path = folder / f"{precision}.safetensors"
+    export(copy.deepcopy(net), replace(ladder, precision=precision), path)
+    out = build(ladder)
+    load_into(out, load_state(path), path)
+    return out.ready_for_coding()
+
+
+def variants(ladder: Ladder, checkpoint: Path | None, bits: list[int], folder: Path) -> dict[str, torch.nn.Module]:
+    """The reference network first (the committed weights, or a checkpoint's float32
+    ones and each precision's file of them), then ``bits``-bit roundings of it."""
+    if checkpoint is None:
+        base = load_network(ladder)
+        named = {f"{ladder.precision} (committed)": base}
+    else:
+        base = from_weights(ladder, checkpoint)
+        named = {"float32 (checkpoint)": base} | {
+            f"{precision} file": exported_copy(base, ladder, precision, folder) for precision in PRECISIONS
+        }
+    return named | {f"int{b} per channel": rounded_copy(base, b) for b in bits}
 
 
 @torch.inference_mode()
@@ -67,20 +107,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ladder", default="psnr")
     parser.add_argument("--images", type=int, default=6)
-    parser.add_argument("--bits", type=int, nargs="+", default=[8, 6])
+    parser.add_argument("--bits", type=int, nargs="*", default=[8, 6])
+    parser.add_argument("--checkpoint", type=Path, help="a training checkpoint's float32 weights, not the committed file")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.time()
     ladder = load_ladder(args.ladder)
-    base = load_network(ladder)
-    committed = f"{ladder.precision} (committed)"
-    variants = {committed: base} | {f"int{b} per channel": rounded_copy(base, b) for b in args.bits}
+    with tempfile.TemporaryDirectory() as folder:
+        networks = variants(ladder, args.checkpoint, args.bits, Path(folder))
+    reference_name = next(iter(networks))  # what the others are compared with
     paths = list_images(ROOT / "data" / "kodak")[: args.images]
     images = {p.stem: load_rgb8(p) for p in paths}
     rows = [
         {"variant": name, "point": entry.name, "image": stem, "pixels": image.shape[0] * image.shape[1],
          **code(net, ladder, entry, image)}
-        for name, net in variants.items() for entry in ladder.entries for stem, image in images.items()
+        for name, net in networks.items() for entry in ladder.entries for stem, image in images.items()
     ]
     table = pd.DataFrame(rows)
     report = "weight_precision" if args.ladder == "psnr" else f"weight_precision_{args.ladder}"
@@ -92,11 +133,11 @@ def main(argv: list[str] | None = None) -> None:
          **({"msssim": weighted_msssim(cells["msssim"], cells["pixels"])} if with_msssim else {})}
         for (variant, point), cells in table.groupby(["variant", "point"], sort=False)
     ])
-    reference = curves[curves["variant"] == committed]
+    reference = curves[curves["variant"] == reference_name]
     summary = pd.DataFrame([
-        {"variant": variant, "BD-PSNR vs committed (dB)": bd_psnr(reference, rows),
-         "bytes vs committed": rows["bpp"].sum() / reference["bpp"].sum() - 1,
-         **({"MS-SSIM vs committed (mean over points)": (rows["msssim"].to_numpy() - reference["msssim"].to_numpy()).mean()}
+        {"variant": variant, f"BD-PSNR vs {reference_name} (dB)": bd_psnr(reference, rows),
+         f"bytes vs {reference_name}": rows["bpp"].sum() / reference["bpp"].sum() - 1,
+         **({f"MS-SSIM vs {reference_name} (mean over points)": (rows["msssim"].to_numpy() - reference["msssim"].to_numpy()).mean()}
             if with_msssim else {})}
         for variant, rows in curves.groupby("variant", sort=False)
     ])

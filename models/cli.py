@@ -11,7 +11,9 @@ from .extend import shift_ladder_down
 from .ladder import available_ladders, load_ladder
 from .train import TrainConfig, train
 from .widen import widen_weights
-from .weights import BadWeightsError, build, export, load_into, load_state, weights_metadata, weights_note
+from .weights import (
+    BadWeightsError, build, export, load_into, load_state, network_tensors, weights_metadata, weights_note,
+)
 
 DEFAULT_DATA = [Path("../shared/datasets/bsds500"), Path("../shared/datasets/train_extra")]
 
@@ -90,17 +92,19 @@ def widen_command(
 
 def export_command(
     ladder: str = typer.Option(..., help="Ladder file (models/ladders/NAME.toml) whose weights to store again."),
-    weights: Optional[Path] = typer.Option(None, help="Weights to read.", show_default="the ladder's own file"),
+    weights: Optional[Path] = typer.Option(
+        None, help="Weights to read, or a training checkpoint.", show_default="the ladder's own file"
+    ),
     out: Optional[Path] = typer.Option(None, help="Write them here.", show_default="the ladder's own file"),
 ) -> None:
-    """Store a ladder's weights at its ladder file's precision (float16 or int8), e.g. after switching it to int8."""
+    """Store a ladder's weights (or a training checkpoint's) at its ladder file's precision, e.g. after switching it to int8."""
     lad = load_ladder(ladder)
     weights, out = weights or lad.weights_path(), out or lad.weights_path()
     stored_for = weights_metadata(weights).get("ladder", ladder)
     if stored_for != ladder:
         raise BadWeightsError(f"{weights}: weights of ladder {stored_for!r}, not {ladder!r}")
     net = build(lad)
-    load_into(net, load_state(weights), weights)
+    load_into(net, network_tensors(load_state(weights)), weights)
     export(net, lad, out, note=f"{weights_note(weights)} (stored again in {lad.precision})")
     typer.echo(f"{out}: {ladder} in {lad.precision}, {out.stat().st_size:,} B")
 

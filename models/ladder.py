@@ -46,6 +46,9 @@ class Ladder:
     # the expected range of the ladder, shown by ``clic ladders``.
     kodak_bpp: tuple[float | None, ...]
     precision: str = "float16"  # how the weights file stores large weights (``PRECISIONS``)
+    # int8 ladders: parameters stored in float16 all the same, the few whose rounding costs most
+    # (``bench/bench_int8_sensitivity.py``)
+    keep_float16: tuple[str, ...] = ()
 
     @property
     def entries(self) -> list[LadderEntry]:
@@ -93,7 +96,8 @@ class LadderFileError(ValueError):
 
 
 # Weights storage: float16 throughout, or int8 with one scale per output channel for
-# the large weights (``models.weights``; about half the bytes, for a third ladder).
+# the large weights but those ``keep_float16`` names (``models.weights``; about half
+# the bytes, for a third ladder).
 PRECISIONS = ("float16", "int8")
 
 
@@ -103,6 +107,11 @@ def _parse(path: Path) -> Ladder:
     precision = raw.get("precision", "float16")
     if precision not in PRECISIONS:
         raise LadderFileError(f"{path}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    keep_float16 = raw.get("keep_float16", [])
+    if not (isinstance(keep_float16, list) and all(isinstance(v, str) for v in keep_float16)):
+        raise LadderFileError(f"{path}: keep_float16 must be a list of parameter names, got {keep_float16!r}")
+    if keep_float16 and precision != "int8":
+        raise LadderFileError(f"{path}: keep_float16 applies to int8 weights only (precision is {precision!r})")
     points = raw["points"]
     kodak_bpp = tuple(p.get("kodak_bpp") for p in points)
     if any(v is not None and not (isinstance(v, (int, float)) and v > 0) for v in kodak_bpp):
@@ -117,6 +126,7 @@ def _parse(path: Path) -> Ladder:
         arch=tuple(sorted(raw["arch"].items())),
         rates=tuple(float(p["rate"]) for p in points),
         precision=precision,
+        keep_float16=tuple(keep_float16),
         kodak_bpp=tuple(None if v is None else float(v) for v in kodak_bpp),
     )
 

@@ -24,7 +24,10 @@ from tqdm import tqdm
 from .architecture import PAD_MULTIPLE
 from .data import CropSampler, TrainingError
 from .ladder import Ladder, load_ladder
-from .weights import BadWeightsError, atomic_save, build, export, load_into, load_state, weights_metadata, weights_note
+from .weights import (
+    CHECKPOINT_PREFIX, BadWeightsError, atomic_save, build, export, load_into, load_state, network_tensors,
+    weights_metadata, weights_note,
+)
 
 MSSSIM_MIN_CROP = 161  # 5 scales of an 11-px window
 
@@ -123,7 +126,7 @@ class Trainer:
         return out
 
     def save_checkpoint(self) -> None:
-        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors = {CHECKPOINT_PREFIX + k: v for k, v in self.net.state_dict().items()}
         tensors.update(self._optim_tensors())
         tensors = {k: v.cpu() for k, v in tensors.items()}
         meta = {"step": str(self.step), "origin": self.origin, "config": json.dumps(asdict(self.cfg), default=str)}
@@ -141,7 +144,7 @@ class Trainer:
             self.step, self.origin = int(meta["step"]), meta.get("origin", "")
         except (KeyError, ValueError) as exc:
             raise BadWeightsError(f"{self.checkpoint}: not a checkpoint of this trainer (no step: {exc})") from None
-        load_into(self.net, {k[4:]: v for k, v in state.items() if k.startswith("net.")}, self.checkpoint)
+        load_into(self.net, network_tensors(state), self.checkpoint)
         for tag, opt in (("opt", self.opt), ("aux", self.aux_opt)):
             per_param: dict[int, dict] = {}
             for key, value in state.items():

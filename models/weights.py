@@ -4,8 +4,9 @@ The entropy coder's integer CDF tables are stored beside the parameters, so a
 decoder uses exactly the tables the encoder used.  Export rounds the parameters
 to float16 *before* computing those tables, so nothing differs after loading.
 A ladder with ``precision = "int8"`` stores each large weight as int8 codes and
-one float32 scale per output channel (``<name>:scale``); loading multiplies them
-back in float32, exactly as export did before computing the tables.
+one float32 scale per output channel (``<name>:scale``), but those its
+``keep_float16`` names; loading multiplies them back in float32, exactly as
+export did before computing the tables.
 Constant buffers that the architecture itself fixes (the checkerboard context
 mask, about 0.9 MB) are left out and rebuilt with the network.  A packaged
 decoder ships a copy without the tensors only an encoder uses
@@ -25,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from .allocator import keep_freed_memory
 from .architecture import GainedAttentionCheckerboard  # noqa: F401  (registers the model)
-from .ladder import Ladder
+from .ladder import Ladder, LadderFileError
 
 
 class BadWeightsError(ValueError):
@@ -110,16 +111,20 @@ def export(net: torch.nn.Module, ladder: Ladder, path: Path, note: str = "") -> 
     """
     net.eval()
     int8 = {}
+    params = dict(net.named_parameters())
+    unknown = sorted(set(ladder.keep_float16) - set(params))
+    if unknown:
+        raise LadderFileError(f"ladder {ladder.name}: keep_float16 names {unknown[0]!r}, not a parameter of its network")
     with torch.no_grad():
-        for name, param in net.named_parameters():
-            grid = int8_grid(param) if ladder.precision == "int8" else None
+        for name, param in params.items():
+            int8_here = ladder.precision == "int8" and name not in ladder.keep_float16
+            grid = int8_grid(param) if int8_here else None
             if grid is None:
                 param.copy_(param.half().float())
             else:
                 int8[name] = grid
                 param.copy_(dequantize(*grid))
     net.update(force=True)
-    params = {name for name, _ in net.named_parameters()}
     state = {
         k: (v.half() if k in params or _exact_in_half(v) else v)
         for k, v in net.state_dict().items()
@@ -160,6 +165,16 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+CHECKPOINT_PREFIX = "net."  # a training checkpoint's network tensors; the rest is optimiser state
+
+
+def network_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network's tensors in a loaded file: all of an export's, a training checkpoint's ``net.`` ones."""
+    if not any(k.startswith(CHECKPOINT_PREFIX) for k in state):
+        return state
+    return {k.removeprefix(CHECKPOINT_PREFIX): v for k, v in state.items() if k.startswith(CHECKPOINT_PREFIX)}
+
+
 def load_into(
     net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, allow_new: bool = False,
     decoder_only: bool = False,
@@ -196,8 +211,10 @@ def weights_metadata(path: Path) -> dict[str, str]:
 
 
 def weights_note(path: Path) -> str:
-    """The note an export wrote into a weights file's metadata (e.g. its training step)."""
-    return weights_metadata(path).get("note") or "no note"
+    """The note an export wrote into a weights file's metadata (e.g. its training step),
+    or a training checkpoint's step."""
+    meta = weights_metadata(path)
+    return meta.get("note") or (f"step {meta['step']} (checkpoint)" if "step" in meta else "no note")
 
 
 def weights_digest(path: Path) -> str:

@@ -15,8 +15,8 @@ from models.codec import decode_stream, encode_image
 from models.ladder import LadderFileError, load_ladder
 from models.train import bits_per_pixel
 from models.weights import (
-    SCALE_SUFFIX, BadWeightsError, build, export, is_constant_buffer, load_into, load_network, load_state,
-    weights_note, write_decoder_weights,
+    CHECKPOINT_PREFIX, SCALE_SUFFIX, BadWeightsError, atomic_save, build, export, is_constant_buffer, load_into,
+    load_network, load_state, weights_note, write_decoder_weights,
 )
 from tiny_ladder import write_ladder
 
@@ -124,6 +124,44 @@ def test_int8_export_stores_codes_and_channel_scales_that_load_to_the_exported_v
     write_decoder_weights(folder / "tiny8.safetensors", tmp_path / "d" / "tiny8.safetensors")
     assert load_file(str(tmp_path / "d" / "tiny8.safetensors"))["g_s.1.weight"].dtype == torch.int8
     assert decode_stream(data, tmp_path / "d").tobytes() == decode_stream(data, folder).tobytes()
+
+
+def test_an_int8_ladder_keeps_its_keep_float16_parameters_in_float16(ladder_dir, tmp_path):
+    kept = ("g_a.2.weight", "g_s.1.weight")
+    write_ladder(ladder_dir, "tiny8", 252, N=16, M=24, precision="int8")
+    write_ladder(ladder_dir, "tiny8k", 253, N=16, M=24, precision="int8", keep_float16=kept)
+    ladder = load_ladder("tiny8k")
+    assert ladder.keep_float16 == kept
+    net = trained_like(ladder)
+    original = {k: v.detach().clone() for k, v in net.named_parameters()}
+    export(net, ladder, tmp_path / "tiny8k.safetensors")
+    export(trained_like(ladder), load_ladder("tiny8"), tmp_path / "tiny8.safetensors")
+    stored = load_file(str(tmp_path / "tiny8k.safetensors"))
+    assert {stored[k].dtype for k in kept} == {torch.float16} and not {k + SCALE_SUFFIX for k in kept} & set(stored)
+    assert stored["g_a.5.weight"].dtype == torch.int8  # every other large weight as before
+    loaded = load_network(ladder, tmp_path).state_dict()
+    for key in kept:
+        assert torch.equal(loaded[key], original[key].half().float())
+    kept_bytes = (tmp_path / "tiny8k.safetensors").stat().st_size - (tmp_path / "tiny8.safetensors").stat().st_size
+    one_more_byte_each = sum(original[k].numel() - 4 * original[k].shape[0] for k in kept)  # less the scales
+    assert abs(kept_bytes - one_more_byte_each) < 512
+    image = load_rgb8(KODAK / "kodim05.png")[:64, :96]
+    data = encode_image(ladder.entries[1], image, tmp_path)
+    assert decode_stream(data, tmp_path).shape == image.shape
+
+
+def test_keep_float16_names_are_checked(ladder_dir, tmp_path):
+    write_ladder(ladder_dir, "tiny8k", 253, N=16, M=24, precision="int8", keep_float16=("g_a.2.wieght",))
+    out = tmp_path / "w.safetensors"
+    with pytest.raises(LadderFileError, match="ladder tiny8k: keep_float16 names 'g_a.2.wieght', not a parameter"):
+        export(build(load_ladder("tiny8k")), load_ladder("tiny8k"), out)
+    assert not out.exists()
+    path = write_ladder(ladder_dir, "tinyk", 254, N=16, M=24, keep_float16=("g_a.2.weight",))
+    with pytest.raises(LadderFileError, match=f"{path}: keep_float16 applies to int8 weights only"):
+        load_ladder("tinyk")
+    path.write_text(path.read_text().replace("keep_float16 = ['g_a.2.weight']", 'precision = "int8"\nkeep_float16 = "g_a.2.weight"'))
+    with pytest.raises(LadderFileError, match=f"{path}: keep_float16 must be a list of parameter names"):
+        load_ladder("tinyk")
 
 
 def test_int8_tensors_without_matching_scales_are_refused(ladders, tmp_path):
@@ -284,6 +322,15 @@ def test_export_command_stores_weights_again_at_the_ladder_files_precision(ladde
     assert abs(half.stat().st_size - out.stat().st_size - one_byte_each) < 2048
     scale = stored["g_a.2.weight" + SCALE_SUFFIX].reshape(-1, 1, 1, 1)
     assert float((load_state(out)["g_a.2.weight"] - before["g_a.2.weight"]).abs().div(scale).max()) <= 0.5 + 1e-3
+    checkpoint = tmp_path / "checkpoint.safetensors"  # a training run's: float32 network and Adam state
+    net = trained_like(load_ladder("tiny"), seed=3)
+    atomic_save({CHECKPOINT_PREFIX + k: v for k, v in net.state_dict().items()} | {"opt.0.exp_avg": torch.ones(3)},
+                checkpoint, {"step": "1234"})
+    done = CliRunner().invoke(app, ["export", "--ladder", "tiny", "--weights", str(checkpoint), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert weights_note(out) == "step 1234 (checkpoint) (stored again in int8)"
+    scale = load_file(str(out))["g_a.2.weight" + SCALE_SUFFIX].reshape(-1, 1, 1, 1)
+    assert float((load_state(out)["g_a.2.weight"] - net.g_a[2].weight.detach()).abs().div(scale).max()) <= 0.5 + 1e-3
     for other in ("small", "tiny8"):  # another architecture; the same one, but another ladder's weights
         refused = CliRunner().invoke(app, ["export", "--ladder", other, "--weights", str(half),
                                            "--out", str(tmp_path / "x.safetensors")])

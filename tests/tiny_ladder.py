@@ -38,16 +38,18 @@ def write_ladder(
     folder: Path, name: str = "tiny", model_id: int = 250, *, metric: str = "mse",
     lambdas: Iterable[float] = (0.001, 0.01), N: int = 16, M: int = 24, rates: Iterable[float] = (0.0, 1.0),
     flags: tuple[str, ...] = (), precision: str | None = None, stride: int | None = None,
+    keep_float16: tuple[str, ...] = (),
 ) -> Path:
     """Write ``folder/NAME.toml``: one gain row per lambda, one ladder point per rate,
     each of ``flags`` (``postfilter``, ``centres``) switched on in ``[arch]``, the
-    ``stride`` and the weights ``precision`` line if given."""
+    ``stride``, the weights ``precision`` and ``keep_float16`` lines if given."""
     lambdas = list(lambdas)
     points = "".join(f"\n[[points]]\nrate = {r}\n" for r in rates)
     path = folder / f"{name}.toml"
     path.write_text(LADDER.format(name=name, model_id=model_id, metric=metric, lambdas=lambdas, N=N, M=M,
                                   n_rates=len(lambdas), points=points,
-                                  precision=f'precision = "{precision}"\n' if precision else "",
+                                  precision=(f'precision = "{precision}"\n' if precision else "")
+                                  + (f"keep_float16 = {list(keep_float16)}\n" if keep_float16 else ""),
                                   options="".join(f"{flag} = true\n" for flag in flags)
                                   + (f"stride = {stride}\n" if stride else "")))
     return path
