@@ -47,7 +47,8 @@ INT8_MIN_NUMEL = 2048  # smaller parameters (gains, biases, GDN, quantiles) stay
 
 def int8_grid(param: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(int8 codes, float32 scale per output channel) of a large weight, symmetric with
-    ``bits`` bits (at most 8; fewer only to measure what they would cost); None for a small one."""
+    ``bits`` bits (at most 8; fewer only to measure what they would cost); None for a small one.
+    The "channel" is the weight's first dimension: a transposed convolution's input channel."""
     if param.ndim < 2 or param.numel() < INT8_MIN_NUMEL:
         return None
     top = 2 ** (bits - 1) - 1
