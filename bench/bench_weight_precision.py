@@ -73,9 +73,7 @@ def exported_copy(net: torch.nn.Module, ladder: Ladder, precision: str, folder: 
     """``net`` as a ladder file of ``precision`` stores it: exported, then loaded back."""
     path = folder / f"{precision}.safetensors"
     export(copy.deepcopy(net), replace(ladder, precision=precision), path)
-    out = build(ladder)
-    load_into(out, load_state(path), path)
-    return out.ready_for_coding()
+    return from_weights(ladder, path)
 
 
 def variants(ladder: Ladder, checkpoint: Path | None, bits: list[int], folder: Path) -> dict[str, torch.nn.Module]:
