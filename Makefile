@@ -62,7 +62,7 @@ bench: install
 	$(PY) bench/bench_decode_memory.py
 	$(PY) bench/bench_final_layer.py
 	$(PY) bench/bench_weight_precision.py
-	$(PY) bench/bench_decoder_startup.py
+	$(PY) bench/bench_integer_prior.py
 
 lint: install
 	$(VENV)/bin/hadolint Dockerfile

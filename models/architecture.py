@@ -26,15 +26,15 @@ from compressai.latent_codecs import (
     GainHyperpriorLatentCodec,
     GaussianConditionalLatentCodec,
 )
-from compressai.layers import GDN, AttentionBlock, conv3x3
+from compressai.layers import GDN, AttentionBlock, CheckerboardMaskedConv2d, conv3x3
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from compressai.registry import register_model
 from torch import Tensor
 
 from .centres import CentredCheckerboardLatentCodec, CentredGaussianLatentCodec
-from .conditional import GaussianConditionalBucketized
-from .context import CheckerboardContext
+from .conditional import LeanGaussianConditional
+from .integer_prior import IntegerPrior, exact_gain, to_float
 from .laplacian import LaplacianConditional
 
 # Total down-sampling of g_a (the latent ``y`` is at 1/stride of the image): 16, as in
@@ -172,7 +172,7 @@ class GainedAttentionCheckerboard(CompressionModel):
         self.g_s = _synthesis(N, M, stride)
         if postfilter:
             self.g_s.append(PostFilter())
-        conditional_model = LaplacianConditional if laplacian else GaussianConditionalBucketized
+        conditional_model = LaplacianConditional if laplacian else LeanGaussianConditional
         conditional = {"gaussian_conditional": conditional_model(None)}
         if centres:
             checkerboard, gaussian = CentredCheckerboardLatentCodec, CentredGaussianLatentCodec(M, **conditional)
@@ -184,7 +184,7 @@ class GainedAttentionCheckerboard(CompressionModel):
                 "y": checkerboard(
                     latent_codec={"y": gaussian},
                     entropy_parameters=_entropy_parameters(M),
-                    context_prediction=CheckerboardContext(
+                    context_prediction=CheckerboardMaskedConv2d(
                         M, 2 * M, kernel_size=5, stride=1, padding=2
                     ),
                 ),
@@ -231,25 +231,65 @@ class GainedAttentionCheckerboard(CompressionModel):
     def ready_for_coding(self) -> "GainedAttentionCheckerboard":
         """Evaluation mode, transforms in channels-last layout (about 1.4x faster on CPU).
 
-        Only ``g_a`` and ``g_s`` change layout: the entropy path stays contiguous,
-        so encoder and decoder compute its parameters with the same kernels.
-        """
+        Only ``g_a`` and ``g_s`` change layout: the entropy path is computed in integers
+        (:mod:`models.integer_prior`)."""
         self.eval()
         self.g_a.to(memory_format=torch.channels_last)
         self.g_s.to(memory_format=torch.channels_last)
         return self
+
+    def freeze_integer_prior(self) -> None:
+        """Build the integer probability path once, for weights that will not change again
+        (a loaded ladder); otherwise each coding call builds it from the current weights."""
+        self._integer_prior = IntegerPrior(self)
+
+    def integer_prior(self) -> IntegerPrior:
+        return getattr(self, "_integer_prior", None) or IntegerPrior(self)
+
+    def coding_gains(self, rate: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(y_gain, z_gain, y_gain_inv, z_gain_inv) at ``rate`` by the exact definition
+        (:func:`models.integer_prior.exact_gain`), float64 of shape (C,)."""
+        return tuple(exact_gain(t, rate) for t in (self.y_gain, self.z_gain, self.y_gain_inv, self.z_gain_inv))
 
     def analyse(self, x: Tensor) -> Tensor:
         """The latent ``y = g_a(x)`` (contiguous, as the entropy path expects)."""
         return self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
     def compress(self, x: Tensor, rate: float, y: Tensor | None = None) -> dict:
-        """Code ``x`` at ``rate``; ``y`` codes that latent instead of ``g_a(x)`` (see ``models.refine``)."""
+        """Code ``x`` at ``rate``; ``y`` codes that latent instead of ``g_a(x)`` (see ``models.refine``).
+
+        Streams: the checkerboard's anchor and non-anchor halves of ``y``, then ``z``.
+        """
         y = self.analyse(x) if y is None else y
-        gains = self.gains(torch.tensor([rate], device=x.device))
-        return self.latent_codec.compress(y, *gains)
+        y_gain, z_gain, y_gain_inv, z_gain_inv = self.coding_gains(rate)
+        hyper, prior = self.latent_codec["hyper"], self.integer_prior()
+        z = hyper.h_a(y) * z_gain.float().view(1, -1, 1, 1)
+        z_strings = hyper.entropy_bottleneck.compress(z)
+        z_hat = hyper.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        side = prior.hyper(z_hat, z_gain_inv)
+        y_strings, y_hat = prior.code_y(y.double() * y_gain.view(1, -1, 1, 1), side)
+        return {
+            "strings": [[y_strings[0]], [y_strings[1]], z_strings],
+            "shape": {"y": tuple(y.shape[1:]), "hyper": tuple(z.shape[-2:])},
+            "y_hat": self._dequantised(y_hat, y_gain_inv),
+        }
 
     def decompress(self, strings: list, shape: dict, rate: float) -> Tensor:
-        _, _, y_gain_inv, z_gain_inv = self.gains(torch.tensor([rate]))
-        y_hat = self.latent_codec.decompress(strings, shape, y_gain_inv, z_gain_inv)["y_hat"]
-        return self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).clamp_(0, 1).contiguous()
+        return self.synthesise(self.decode_latent(strings, shape, rate), rate)
+
+    def decode_latent(self, strings: list, shape: dict, rate: float) -> Tensor:
+        """The exact integer latent ŷ (int64, at 2**-FRACTION_BITS) of coded strings: the same on every machine."""
+        z_gain_inv = self.coding_gains(rate)[3]
+        hyper, prior = self.latent_codec["hyper"], self.integer_prior()
+        z_hat = hyper.entropy_bottleneck.decompress(strings[2], shape["hyper"])
+        return prior.decode_y([strings[0][0], strings[1][0]], prior.hyper(z_hat, z_gain_inv))
+
+    def synthesise(self, y_hat: Tensor, rate: float) -> Tensor:
+        """The image (1×3×H×W in [0, 1]) of an integer latent, in floating point."""
+        y = self._dequantised(y_hat, self.coding_gains(rate)[2])
+        return self.g_s(y.contiguous(memory_format=torch.channels_last)).clamp_(0, 1).contiguous()
+
+    @staticmethod
+    def _dequantised(y_hat: Tensor, y_gain_inv: Tensor) -> Tensor:
+        """The synthesis input: exact integer ŷ times the rate's inverse gain (float32)."""
+        return to_float(y_hat) * y_gain_inv.float().view(1, -1, 1, 1)

@@ -1,10 +1,10 @@
-"""The learned codec's file format (version 1).
+"""The learned codec's file format (version 2).
 
 ::
 
     offset  size  field
     0       3     magic  b"LIC"
-    3       1     format version (1)
+    3       1     format version (2)
     4       1     model id      (a ladder file's ``model_id``)
     5       2     rate × 256    (uint16, big-endian; fractional rates allowed)
     7       2     height        (uint16, 1 … 65535)
@@ -14,8 +14,12 @@
     …       …     stream 0 | stream 1 | stream 2   (the last one fills the rest)
     end-4   4     CRC-32 of every byte before it (big-endian)
 
-Streams are CompressAI's rANS strings: 0 = anchor half of ``y``, 1 = the
-non-anchor half (checkerboard), 2 = the hyper-latent ``z``.  The padding to a
+Streams are rANS strings (CompressAI's coder): 0 = the anchor half of ``y``, 1 = the
+non-anchor half (checkerboard; each half channel by channel, positions in raster
+order), 2 = the hyper-latent ``z``.  Version 2 chooses every symbol's table and mean
+in integers (``models.integer_prior``), so a stream decodes the same everywhere;
+version 1 chose them in floating point, and is refused rather than decoded into
+damaged pixels on a machine that rounds differently.  The padding to a
 multiple of 64 and the latent shapes follow from height and width, so they are
 not stored.
 
@@ -37,7 +41,8 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"LIC"
-VERSION = 1
+VERSION = 2
+RETIRED_VERSIONS = {1: "float entropy parameters, decodable only where it was encoded"}
 N_STREAMS = 3
 MAX_PIXELS = 1 << 25  # refuse headers claiming huge images before anything is allocated
 _FIXED = struct.Struct(">3sBBHHH")
@@ -111,6 +116,8 @@ def parse(data: bytes) -> tuple[Header, list[bytes]]:
     magic, version, model_id, rate, height, width = _FIXED.unpack_from(data)
     if magic != MAGIC:
         raise BadStreamError("wrong magic: not a learned bitstream")
+    if version in RETIRED_VERSIONS:
+        raise BadStreamError(f"format version {version} ({RETIRED_VERSIONS[version]}); re-encode the image")
     if version != VERSION:
         raise BadStreamError(f"unsupported format version {version} (this decoder reads {VERSION})")
     end = len(data) - _CRC.size

@@ -8,7 +8,8 @@ for peaked (Laplacian-like) latents the conditional mean of a bin lies nearer
     ŷ = μ + q − sign(q) · δ          (δ = 0 at the start: identical to plain)
 
 The bins are unchanged: the anchors' bits are the plain codec's; the
-non-anchors are coded with a context computed from the shifted anchors.  Training uses the straight-through rounding of the
+non-anchors are coded with a context computed from the shifted anchors
+(coding applies δ in integers: ``models.integer_prior``).  Training uses the straight-through rounding of the
 checkerboard's two-pass forward (CompressAI's method, with this reconstruction
 in place of ``quantize_ste(y − μ) + μ``), so the context model sees during
 training exactly the anchors it sees when coding.
@@ -47,19 +48,6 @@ class CentredGaussianLatentCodec(GaussianConditionalLatentCodec):
 
     def _shifted(self, q: Tensor, means: Tensor) -> Tensor:
         return means + q - torch.sign(q.detach()) * self.delta
-
-    def _recentre(self, y_hat: Tensor, params: Tensor) -> Tensor:
-        """Coding: ``y_hat = μ + q`` as dequantised by the entropy coder -> shifted centres."""
-        _, means = self._chunk(self.entropy_parameters(params))
-        return self._shifted(torch.round(y_hat - means), means)
-
-    def compress(self, y: Tensor, ctx_params: Tensor) -> dict[str, Any]:
-        out = super().compress(y, ctx_params)
-        return {**out, "y_hat": self._recentre(out["y_hat"], ctx_params)}
-
-    def decompress(self, strings: list, shape: tuple[int, int], ctx_params: Tensor, **kwargs: Any) -> dict[str, Any]:
-        out = super().decompress(strings, shape, ctx_params, **kwargs)
-        return {**out, "y_hat": self._recentre(out["y_hat"], ctx_params)}
 
 
 class CentredCheckerboardLatentCodec(CheckerboardLatentCodec):

@@ -4,21 +4,17 @@ Images are padded (edge replication) to a multiple of 64, coded with the
 ladder's network at one rate, and cropped back on decoding.  Decoding needs
 only the file and the weights.
 
-Determinism: CompressAI's range coder picks each symbol's CDF from float entropy
-parameters (the hyper-synthesis and context outputs), and torch's CPU kernels round
-differently with different thread counts: a stream encoded on 1 thread and decoded
-on 2 decodes to a different (damaged) image.  Encoding and decoding therefore always
-run on :data:`CODING_THREADS` torch threads, whatever the caller set, so the packaged
-decoder (a fresh process, torch's default thread count) reproduces bit for bit the
-reconstruction the encode grid measured, on the same machine and software.  Across
-machines (another CPU instruction set, another torch build) float results may differ,
-and so may the decoded image: verify a submission where it will be decoded.
+Determinism: which CDF table and mean code each symbol is computed in integers
+(:mod:`models.integer_prior`), so the decoded latent ŷ is the same on every machine,
+instruction set, thread count and device.  Only the synthesis transform runs in
+floating point: pixels decoded on another machine may differ from the encoder's by
+rounding (``docs/reliability.md`` gives the measured size).  :func:`latent_digest`
+names a stream's latent, so that a verification elsewhere tells rounding from damage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,24 +32,10 @@ if TYPE_CHECKING:
     from .refine import Refinement
 
 
-CODING_THREADS = 1  # torch threads for every encode and decode (see the module docstring)
 # Bump when a code change alters decoded pixels for the same weights and stream
-# (2: channels-last transforms; 3: the last synthesis layer as a sub-pixel convolution),
-# so that cached measurements are redone.
-DECODER_REVISION = 3
-
-
-@contextmanager
-def coding_threads() -> Iterator[None]:
-    """Run the block on :data:`CODING_THREADS` torch threads, restoring the caller's count."""
-    before = torch.get_num_threads()
-    if before != CODING_THREADS:
-        torch.set_num_threads(CODING_THREADS)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+# (2: channels-last transforms; 3: the last synthesis layer as a sub-pixel convolution;
+# 4: the integer probability path), so that cached measurements are redone.
+DECODER_REVISION = 4
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -98,8 +80,7 @@ def encode_image(
     if not refinable(entry.ladder, image.shape[:2]):
         return data
     net = load_network(entry.ladder, weights_dir)
-    with coding_threads():
-        y = refine_latent(net, entry.ladder, pad_to_multiple(to_tensor(image)), image.shape[:2], coded_rate(entry), refine)
+    y = refine_latent(net, entry.ladder, pad_to_multiple(to_tensor(image)), image.shape[:2], coded_rate(entry), refine)
     refined = encode_latent(entry, image, y, weights_dir)
 
     def cost(stream: bytes) -> float:
@@ -128,12 +109,35 @@ def encode_latent(
 
 def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
     """Decode one file's bytes to an H×W×3 uint8 image."""
+    return decode_with(*_parsed(data, weights_dir))
+
+
+@torch.inference_mode()
+def decode_with_digest(data: bytes, weights_dir: Path | None = None) -> tuple[np.ndarray, str]:
+    """(image, :func:`digest` of its integer latent) of one file's bytes."""
+    net, header, streams = _parsed(data, weights_dir)
+    y_hat = _decoded_latent(net, header, streams)
+    return _synthesised(net, header, y_hat), digest(y_hat)
+
+
+def latent_digest(data: bytes, weights_dir: Path | None = None) -> str:
+    """The :func:`digest` of the latent a file decodes to (entropy decoding only, no synthesis)."""
+    return digest(_decoded_latent(*_parsed(data, weights_dir)))
+
+
+def digest(y_hat: torch.Tensor) -> str:
+    """SHA-256 (first 16 hex digits) of an integer latent: equal on every machine that
+    decodes the stream correctly."""
+    return hashlib.sha256(y_hat.numpy().astype("<i8").tobytes()).hexdigest()[:16]
+
+
+def _parsed(data: bytes, weights_dir: Path | None) -> tuple[torch.nn.Module, Header, list[bytes]]:
     header, streams = bitstream.parse(data)
     try:
         ladder = ladder_by_model_id(header.model_id)
     except UnknownLadderError as exc:
         raise BadStreamError(str(exc)) from None
-    return decode_with(load_network(ladder, weights_dir), header, streams)
+    return load_network(ladder, weights_dir), header, streams
 
 
 @torch.inference_mode()
@@ -146,22 +150,29 @@ def encode_with(
     check_can_encode(net)
     rate = stored_rate(rate)
     height, width = image.shape[:2]
-    with coding_threads():
-        out = net.compress(pad_to_multiple(to_tensor(image)), rate, y)
+    out = net.compress(pad_to_multiple(to_tensor(image)), rate, y)
     streams = [s[0] for s in out["strings"]]
     return bitstream.pack(Header(model_id, rate, height, width), streams)
 
 
 @torch.inference_mode()
 def decode_with(net: torch.nn.Module, header: Header, streams: list[bytes]) -> np.ndarray:
-    """The image of a parsed file, decoded by ``net``."""
+    """The image of a parsed file, decoded by ``net`` (e.g. a network in memory)."""
+    return _synthesised(net, header, _decoded_latent(net, header, streams))
+
+
+def _synthesised(net: torch.nn.Module, header: Header, y_hat: torch.Tensor) -> np.ndarray:
+    x_hat = net.synthesise(y_hat, header.rate)
+    return to_image(x_hat[..., : header.height, : header.width])
+
+
+@torch.inference_mode()
+def _decoded_latent(net: torch.nn.Module, header: Header, streams: list[bytes]) -> torch.Tensor:
     shape = _latent_shapes(net, header.height, header.width)
     try:
-        with coding_threads():
-            x_hat = net.decompress([[s] for s in streams], shape, header.rate)
+        return net.decode_latent([[s] for s in streams], shape, header.rate)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise BadStreamError(f"corrupt entropy-coded data ({exc})") from None
-    return to_image(x_hat[..., : header.height, : header.width])
 
 
 class LearnedCodec:

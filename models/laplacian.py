@@ -22,10 +22,10 @@ import math
 import torch
 from torch import Tensor
 
-from .conditional import GaussianConditionalBucketized
+from .conditional import LeanGaussianConditional
 
 
-class LaplacianConditional(GaussianConditionalBucketized):
+class LaplacianConditional(LeanGaussianConditional):
     """Conditional Laplacian of mean μ and scale b (CompressAI's ``scales``)."""
 
     def _standardized_cumulative(self, inputs: Tensor) -> Tensor:

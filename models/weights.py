@@ -253,7 +253,8 @@ def load_network(ladder: Ladder, weights_dir: Path | None = None) -> torch.nn.Mo
         net = build(ladder)
         load_into(net, state, path, decoder_only=decoder_only)
         net.decoder_only, net.weights_path = decoder_only, path
-        return net.ready_for_coding()
+        net.ready_for_coding().freeze_integer_prior()
+        return net
 
 
 def check_can_encode(net: torch.nn.Module) -> None:

@@ -193,4 +193,5 @@ def verify_command(
     with expected_errors(), connect(scheduler, workers, typer.echo) as client:
         result = verify(submission, resolve_images(images), out / "decoded", decoder_for(client))
         typer.echo(format_scores(result.scores))
+        typer.echo(f"check: {result.agreement.describe()}")
         typer.echo(f"decoding time: {result.decoding_ms:.0f} ms; decoder: {result.decoder_bytes} bytes")

@@ -2,11 +2,14 @@
 
 Usage::
 
-    python decode.py [--jobs N] INPUT_DIR OUTPUT_DIR
+    python decode.py [--jobs N] [--threads T] [--latents FILE] INPUT_DIR OUTPUT_DIR
 
 Each input file becomes ``OUTPUT_DIR/<stem>.png``.  Files are decoded by N
-worker processes at once (default: one per available core; each learned decode
-runs on one torch thread, so the pixels do not depend on N).  The format is told by the
+worker processes at once (default: one per available core, at most one per file),
+each on T torch threads (default: the cores divided among the processes).  The
+learned latents do not depend on N or T, nor on the machine (``models.integer_prior``);
+``--latents FILE`` writes each learned file's latent digest there (JSON, stem ->
+digest), which ``clic verify`` compares with what the encoder recorded.  The format is told by the
 file's magic bytes: JPEG, WebP, AVIF and JPEG 2000 are decoded by Pillow;
 anything else must be a learned bitstream, decoded by the ``models`` package and
 the ``weights`` folder that sit beside this program.
@@ -20,7 +23,7 @@ with one code path.
 What it touches: it reads the regular files directly in INPUT_DIR (hidden files
 and sub-folders are ignored; symbolic links are refused, so it reads nothing
 outside INPUT_DIR) and, for learned streams, its own ``models/`` and ``weights/``.
-It writes only ``OUTPUT_DIR/<stem>.png``, each under a temporary name first and
+It writes only ``OUTPUT_DIR/<stem>.png`` (and the ``--latents`` file), each under a temporary name first and
 then renamed (a link already there is replaced, never written through), so an
 interrupted run leaves no half-written PNG.  Any bad input ends the run with one
 line on stderr naming the file and exit status 2 (``--debug`` shows a traceback).
@@ -28,6 +31,7 @@ line on stderr naming the file and exit status 2 (``--debug`` shows a traceback)
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -77,23 +81,24 @@ def decode_classical(data: bytes, fmt: str) -> np.ndarray:
         raise UndecodableError(f"corrupt {fmt} file ({' '.join(str(exc).split())})") from None
 
 
-def decode_learned(data: bytes, weights_dir: Path | None) -> np.ndarray:
-    """Decode a learned bitstream with the ``models`` package importable here."""
+def decode_learned(data: bytes, weights_dir: Path | None) -> tuple[np.ndarray, str]:
+    """Decode a learned bitstream with the ``models`` package importable here: (image, latent digest)."""
     if not (HERE / "models").is_dir():
         raise UndecodableError("unknown format (no learned decoder in this package)")
     try:
-        from models.codec import decode_stream, is_learned_stream
+        from models.codec import decode_with_digest, is_learned_stream
     except ImportError as exc:
         raise UndecodableError(f"learned decoder unavailable ({exc})") from None
     if not is_learned_stream(data):
         raise UndecodableError("unknown format (neither an image file nor a learned bitstream)")
-    return decode_stream(data, weights_dir)
+    return decode_with_digest(data, weights_dir)
 
 
-def decode_bytes(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
-    """Decode one file's bytes to H×W×3 uint8 RGB, whatever its format."""
+def decode_bytes(data: bytes, weights_dir: Path | None = None) -> tuple[np.ndarray, str | None]:
+    """Decode one file's bytes to H×W×3 uint8 RGB, whatever its format; with the latent
+    digest of a learned stream (None for a classical file)."""
     fmt = sniff_format(data)
-    return decode_classical(data, fmt) if fmt else decode_learned(data, weights_dir)
+    return (decode_classical(data, fmt), None) if fmt else decode_learned(data, weights_dir)
 
 
 def input_files(src: Path) -> list[Path]:
@@ -127,9 +132,20 @@ def write_png(image: np.ndarray, path: Path) -> None:
             os.unlink(tmp)
 
 
-def decode_folder(src: Path, dst: Path, jobs: int = 1) -> int:
-    """Decode every visible file of ``src`` to ``dst/<stem>.png`` with ``jobs``
-    processes; return the count."""
+def write_json(value: dict, path: Path) -> None:
+    """Write ``path`` atomically (a temporary name beside it, then a rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def decode_folder(src: Path, dst: Path, jobs: int = 1, threads: int | None = None) -> dict[str, str | None]:
+    """Decode every visible file of ``src`` to ``dst/<stem>.png`` with ``jobs`` processes of
+    ``threads`` torch threads each (default: the cores shared out); return stem -> latent digest."""
     if not src.is_dir():
         raise UndecodableError(f"{src}: input folder not found")
     if dst.resolve() == src.resolve():
@@ -137,25 +153,31 @@ def decode_folder(src: Path, dst: Path, jobs: int = 1) -> int:
     files = input_files(src)
     dst.mkdir(parents=True, exist_ok=True)
     jobs = min(jobs, len(files))
+    threads = threads or max(1, available_cores() // max(jobs, 1))
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        for path in files:
-            decode_file(path, dst)
-        return len(files)
+        return {path.stem: decode_file(path, dst, threads) for path in files}
     # fork: the workers inherit sys.path (this folder first) and import torch themselves.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-        for _ in pool.map(decode_file, files, [dst] * len(files)):
-            pass  # re-raises the first worker error here
-    return len(files)
+        # re-raises the first worker error here
+        return dict(zip((p.stem for p in files), pool.map(decode_file, files, [dst] * len(files),
+                                                            [threads] * len(files))))
 
 
-def decode_file(path: Path, dst: Path) -> None:
-    """Decode one file to ``dst/<stem>.png``; any problem is one line naming the file."""
+def decode_file(path: Path, dst: Path, threads: int = 1) -> str | None:
+    """Decode one file to ``dst/<stem>.png`` on ``threads`` torch threads; return its latent
+    digest (None if classical).  Any problem is one line naming the file."""
+    data = path.read_bytes()
+    if sniff_format(data) is None and (HERE / "models").is_dir():
+        import torch  # the learned decoder's: decodes the same latent on any thread count
+
+        torch.set_num_threads(threads)
     try:
-        image = decode_bytes(path.read_bytes(), HERE / "weights")
+        image, digest = decode_bytes(data, HERE / "weights")
     except ValueError as exc:
         raise UndecodableError(f"{path.name}: {' '.join(str(exc).split())}") from None
     write_png(image, dst / f"{path.stem}.png")
     check_self_contained()
+    return digest
 
 
 def available_cores() -> int:
@@ -179,26 +201,41 @@ def check_self_contained() -> None:
         raise UndecodableError(f"the decoder imported project package(s) {', '.join(outside)}, not shipped")
 
 
+USAGE = "usage: python decode.py [--debug] [--jobs N] [--threads T] [--latents FILE] INPUT_DIR OUTPUT_DIR"
+
+
+def parse_options(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
+    """(options, the two folders) of a command line; None if it is not one."""
+    options, rest = {}, list(argv)
+    while rest and rest[0] in ("--jobs", "--threads", "--latents") and len(rest) > 1:
+        options[rest[0][2:]] = rest[1]
+        rest = rest[2:]
+    counts_ok = all(options.get(k, "1").isdigit() and int(options.get(k, "1")) > 0 for k in ("jobs", "threads"))
+    return (options, rest) if len(rest) == 2 and counts_ok else None
+
+
 def main(argv: list[str]) -> int:
     debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
-    jobs = available_cores()
-    if len(argv) == 4 and argv[0] == "--jobs" and argv[1].isdigit() and int(argv[1]) > 0:
-        jobs, argv = int(argv[1]), argv[2:]
-    if len(argv) != 2:
-        print("usage: python decode.py [--debug] [--jobs N] INPUT_DIR OUTPUT_DIR", file=sys.stderr)
+    parsed = parse_options([a for a in argv if a != "--debug"])
+    if parsed is None:
+        print(USAGE, file=sys.stderr)
         return 2
+    options, (src, dst) = parsed
+    jobs = int(options.get("jobs", available_cores()))
+    threads = int(options["threads"]) if "threads" in options else None
     sys.dont_write_bytecode = True  # decoding must not grow the package (__pycache__)
     sys.path.insert(0, str(HERE))
     # Importing torch creates its compiler cache folder (/tmp/torchinductor_<user>, or where
     # TORCHINDUCTOR_CACHE_DIR says): keep it in the output folder, hidden, and remove it at the
     # end, so that nothing is written elsewhere (this decoder compiles nothing).
-    scratch = Path(argv[1]).absolute() / f".torch-cache.{os.getpid()}"
+    scratch = Path(dst).absolute() / f".torch-cache.{os.getpid()}"
     previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(scratch)
     try:
-        count = decode_folder(Path(argv[0]), Path(argv[1]), jobs)
+        digests = decode_folder(Path(src), Path(dst), jobs, threads)
         check_self_contained()
+        if "latents" in options:
+            write_json({k: v for k, v in digests.items() if v is not None}, Path(options["latents"]))
     except (UndecodableError, OSError, MemoryError) as exc:
         if debug:
             raise
@@ -211,7 +248,7 @@ def main(argv: list[str]) -> int:
             os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
         else:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous
-    print(f"decoded {count} files to {argv[1]}")
+    print(f"decoded {len(digests)} files to {dst}")
     return 0
 
 

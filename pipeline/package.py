@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 from importlib import metadata
@@ -40,6 +41,7 @@ from . import decode_program
 from .cache import CellStore
 from .codecs import learned
 from .errors import PipelineError
+from .parallel import GRID_TORCH_THREADS
 from .paths import is_plain_name, plain_name
 
 MANIFEST = "manifest.json"
@@ -73,6 +75,51 @@ def versions() -> dict[str, str | None]:
             found[dist] = None
     found |= {f"pillow-{lib}": features.version(lib) for lib in PILLOW_LIBRARIES}
     return found
+
+
+def platform_record() -> dict[str, str]:
+    """What bit-exact pixels depend on: the machine, its CPU, torch's kernels (instruction set).
+
+    Latents do not depend on any of it (``models.integer_prior``); where this record differs,
+    verification accepts pixels rounded differently by the synthesis (``pipeline.verify``).
+    """
+    import torch
+
+    return {
+        "machine": platform.machine(), "system": platform.system(), "processor": cpu_name(),
+        "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_max_isa": os.environ.get("DNNL_MAX_CPU_ISA", "default"),
+        "torch_threads_per_decode": GRID_TORCH_THREADS,
+    }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def latent_digests(chosen: pd.DataFrame, store: CellStore) -> dict[str, str]:
+    """image -> latent digest of every chosen learned bitstream (what any decoder must reproduce)."""
+    learned_rows = [(i, c) for i, c in zip(chosen["image"], chosen["candidate"]) if learned.is_learned(c)]
+    if not learned_rows:
+        return {}
+    from models.codec import latent_digest  # torch: only when a learned candidate was chosen
+
+    return {image: latent_digest(store.bitstream(image, candidate).read_bytes()) for image, candidate in learned_rows}
+
+
+GUARANTEE = {
+    "latents": "learned latents are decoded by an integer probability path: identical on every machine",
+    "pixels": "bit-exact where 'platform' matches (decode.py --threads 1); elsewhere, or on other thread "
+              "counts, within the float synthesis's rounding (clic verify accepts a per-image PSNR change "
+              "up to its stated tolerance)",
+}
 
 
 def write_decoder(folder: Path, candidates: list[str]) -> None:
@@ -123,6 +170,7 @@ def package(
     try:
         write_decoder(build / "decoder", chosen["candidate"].tolist())
         files = write_images(build / "images", chosen, store)
+        latents = latent_digests(chosen, store)
         manifest = {
             "request": request,
             "allocation": {k: v for k, v in allocation.summary().items() if k != "wall_s"},
@@ -131,6 +179,7 @@ def package(
                     "image": row.image, "file": files[row.image], "candidate": row.candidate,
                     "family": row.family, "rate_label": row.rate_label, "bytes": int(row.bytes),
                     "pixels": int(row.pixels), "sse": float(row.sse), "msssim": float(row.msssim),
+                    **({"latent": latents[row.image]} if row.image in latents else {}),
                 }
                 for row in chosen.itertuples()
             ],
@@ -141,7 +190,8 @@ def package(
                 "hashed": f"the CSV text without the timing columns {', '.join(TIMING_COLUMNS)}",
             },
             "versions": versions(),
-            "platform": {"machine": platform.machine(), "system": platform.system()},
+            "platform": platform_record(),
+            "guarantee": GUARANTEE,
         }
         atomic.write_text(build / MANIFEST, json.dumps(manifest, indent=1))
         atomic.replace_dir(build, dest)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from distributed import Client
 
 Jobs = Union[int, "Client"]  # a local process count, or a dask cluster's client
+# Torch threads of every grid task (and so of the decodes that measured each cell's SSE):
+# verification decodes with as many to reproduce those pixels bit for bit.
+GRID_TORCH_THREADS = 1
 
 
 @contextmanager
@@ -31,7 +34,7 @@ def one_torch_thread() -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(GRID_TORCH_THREADS)
     try:
         yield
     finally:

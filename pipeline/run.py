@@ -115,7 +115,7 @@ def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
         verification = verify(submission, s.images, s.out / "decoded", decoder_for(client))
     scores = verification.scores
     log(f"verify: PSNR {scores.psnr:.4f} dB, MS-SSIM {scores.msssim:.6f}, {scores.bpp:.4f} bpp, "
-        f"decoded in {verification.decoding_ms:.0f} ms; SSE matches the RD table")
+        f"decoded in {verification.decoding_ms:.0f} ms; {verification.agreement.describe()}")
     with timed(stage_s, "report"):
         files = report(s.out, grid.table, verification, s.entry_name,
                        s.leaderboard or s.out / "leaderboard.csv")

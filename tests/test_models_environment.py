@@ -24,11 +24,11 @@ DEFERRED_PROBE = """
 import sys
 import numpy as np
 from models.codec import decode_stream, encode_image
-from models.conditional import GaussianConditionalBucketized
+from models.conditional import LeanGaussianConditional
 from models.ladder import load_ladder
 image = np.full((64, 64, 3), 100, np.uint8)
 decode_stream(encode_image(load_ladder('psnr').entries[2], image))
-GaussianConditionalBucketized(None).update_scale_table(__import__('torch').tensor([0.5, 2.0]))  # builds tables
+LeanGaussianConditional(None).update_scale_table(__import__('torch').tensor([0.5, 2.0]))  # builds tables
 loaded = lambda: sorted(n for n in ('pandas', 'scipy.stats') if n in sys.modules)
 print(loaded())
 import compressai.entropy_models.entropy_models as em
