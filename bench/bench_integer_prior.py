@@ -5,13 +5,14 @@
 Rate–distortion: every Kodak image at every ladder point, coded twice with the same
 weights: by the float entropy-parameter path (CompressAI's latent codec, which the
 format before version 2 used; its file size is that of the same header around its
-streams) and by the integer path (``models.integer_prior``, what the codec writes now).
+streams) and by the integer path (``models.runtime.integer_prior``, what the codec writes now).
 Both give real files and the encoder's own reconstruction.  Reported per point: bpp and
 aggregate PSNR of each, and the exact allocation at ``--bpp`` over each table.
 
-Decoding speed: the integer path's files decoded in this process on 1 and 2 torch
-threads (two rounds; the faster kept), split into the entropy decoding (latent) and the
-synthesis, in seconds per megapixel.  Writes ``bench/results/integer_prior.md``.
+Decoding speed: the integer path's files decoded in this process by the decoding runtime
+(``models.runtime``, what a package ships: pure-Python range decoding, no CompressAI) on
+1 and 2 torch threads (two rounds; the faster kept), split into the entropy decoding
+(latent) and the synthesis, in seconds per megapixel.  Writes ``bench/results/integer_prior.md``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from bench_models import cpu_info, load_avg
 from bench_pipeline import markdown_table
 from eval.images import load_rgb8
 from eval.metrics import aggregate_psnr
-from models import bitstream, codec
+import models.ladder
+from models import codec
+from models.runtime import bitstream, decoder
 from models.ladder import load_ladder
 from models.weights import load_network
 
@@ -99,7 +102,7 @@ def decode_speed(ladder_name: str, paths: list[Path]) -> pd.DataFrame:
     entry = ladder.entries[len(ladder.entries) // 2]
     files = [codec.encode_image(entry, load_rgb8(p)) for p in paths]
     megapixels = sum(load_rgb8(p).shape[0] * load_rgb8(p).shape[1] for p in paths) / 1e6
-    net = load_network(ladder)
+    runtime = decoder.decoder_for(ladder.model_id, models.ladder.LADDER_DIR, models.ladder.WEIGHTS_DIR)
     rows = []
     before = torch.get_num_threads()
     for threads in (1, 2):
@@ -111,10 +114,9 @@ def decode_speed(ladder_name: str, paths: list[Path]) -> pd.DataFrame:
                 header, streams = bitstream.parse(data)
                 with torch.inference_mode():
                     start = time.perf_counter()
-                    y_hat = net.decode_latent([[s] for s in streams], codec._latent_shapes(net, header.height,
-                                                                                           header.width), header.rate)
+                    y_hat = runtime.latent(header, streams)
                     middle = time.perf_counter()
-                    net.synthesise(y_hat, header.rate)
+                    runtime.image(header, y_hat)
                     spent["latent"] += middle - start
                     spent["synthesis"] += time.perf_counter() - middle
             best = {k: min(best[k], spent[k]) for k in best}

@@ -11,7 +11,7 @@ rounds every weight tensor of at least 2,048 values to ``b`` bits per output
 channel (symmetric, one scale per channel: ``b`` = 8 is what a ladder with
 ``precision = "int8"`` stores), rebuilds the entropy tables, then codes the first ``--images`` Kodak images at
 every ladder point with the real range coder.  Bytes are real file sizes (header
-included, ``models.bitstream.pack``); PSNR from the rounded decoded pixels, and
+included, ``models.runtime.bitstream.pack``); PSNR from the rounded decoded pixels, and
 for an MS-SSIM ladder MS-SSIM too (per image, weighted by pixels).
 Writes ``bench/results/weight_precision.md`` and ``.csv`` (``weight_precision_LADDER``
 for a ladder other than psnr).
@@ -39,7 +39,7 @@ from bench_options import bd_psnr
 from bench_pipeline import markdown_table
 from eval.images import list_images, load_rgb8
 from eval.metrics import aggregate_psnr, bpp, msssim_rgb, sse, weighted_msssim
-from models import bitstream
+from models.runtime import bitstream
 from models.codec import decode_with, encode_with
 from models.ladder import PRECISIONS, Ladder, load_ladder
 from models.weights import build, dequantize, export, int8_grid, load_into, load_network, load_state, network_tensors

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck
 from compressai.latent_codecs import (
     CheckerboardLatentCodec,
@@ -26,7 +25,7 @@ from compressai.latent_codecs import (
     GainHyperpriorLatentCodec,
     GaussianConditionalLatentCodec,
 )
-from compressai.layers import GDN, AttentionBlock, CheckerboardMaskedConv2d, conv3x3
+from compressai.layers import GDN, AttentionBlock, CheckerboardMaskedConv2d
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from compressai.registry import register_model
@@ -34,8 +33,10 @@ from torch import Tensor
 
 from .centres import CentredCheckerboardLatentCodec, CentredGaussianLatentCodec
 from .conditional import LeanGaussianConditional
-from .integer_prior import IntegerPrior, exact_gain, to_float
 from .laplacian import LaplacianConditional
+from .runtime.decoder import PAD_MULTIPLE, Decoder, NetworkSpec, synthesise
+from .runtime.integer_prior import CoderTables, IntegerPrior, exact_gain, to_float
+from .runtime.synthesis import PostFilter, SubPixelDeconv
 
 # Total down-sampling of g_a (the latent ``y`` is at 1/stride of the image): 16, as in
 # cheng2020, or 8, one stage fewer, for high rates, where a 16×16 block's M channels
@@ -43,8 +44,6 @@ from .laplacian import LaplacianConditional
 STRIDES = (8, 16)
 # The layers (indices in g_a and g_s) of the stage that stride 16 adds to stride 8.
 STRIDE_16_STAGE = {"g_a": (5, 6), "g_s": (3, 4)}
-# The largest stride times h_a's down-sampling (4): inputs are padded to this.
-PAD_MULTIPLE = 64
 
 
 def _analysis(N: int, M: int, stride: int) -> nn.Sequential:
@@ -54,63 +53,11 @@ def _analysis(N: int, M: int, stride: int) -> nn.Sequential:
     return nn.Sequential(*layers, conv(N, M), AttentionBlock(M))
 
 
-class SubPixelDeconv(nn.ConvTranspose2d):
-    """CompressAI's ``deconv`` (5×5, stride 2), evaluated as a sub-pixel convolution outside training.
-
-    Output pixel (2i + a, 2j + b) of the transposed convolution only sees inputs
-    i − 1 … i + 1, j − 1 … j + 1, through taps ``a + 2 − 2·dy``: the same function is a
-    3×3 convolution to 4× the channels, then ``pixel_shuffle(2)``.  For the last
-    layer (N → 3) that is about 2× faster on CPU, where a transposed convolution
-    to 3 channels vectorises badly (``bench/bench_final_layer.py``).  Parameters
-    and state-dict keys are those of the transposed convolution; training uses it.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(in_channels, out_channels, kernel_size=5, stride=2, output_padding=1, padding=2)
-        taps = torch.tensor([[4, 2, 0], [5, 3, 1]])  # [a or b, dy + 1]: tap a + 2 − 2·dy (5: none)
-        self.register_buffer("taps", taps, persistent=False)
-
-    def subpixel_weight(self) -> tuple[Tensor, Tensor]:
-        """The 3×3 kernel (4·C_out × C_in) and bias of the equivalent sub-pixel convolution."""
-        w = F.pad(self.weight, (0, 1, 0, 1))  # C_in × C_out × 6 × 6: tap 5 is zero
-        rows, cols = self.taps[:, None, :, None], self.taps[None, :, None, :]
-        kernel = w[:, :, rows, cols]  # C_in × C_out × a × b × dy × dx
-        kernel = kernel.permute(1, 2, 3, 0, 4, 5).reshape(-1, self.in_channels, 3, 3)
-        return kernel.contiguous(memory_format=torch.channels_last), self.bias.repeat_interleave(4)
-
-    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        if self.training or output_size is not None:
-            return super().forward(x, output_size)
-        kernel, bias = self.subpixel_weight()
-        return F.pixel_shuffle(F.conv2d(x, kernel, bias, padding=1), 2)
-
-
 def _synthesis(N: int, M: int, stride: int) -> nn.Sequential:
     layers = [AttentionBlock(M), deconv(M, N), GDN(N, inverse=True)]
     if stride == 16:
         layers += [deconv(N, N), GDN(N, inverse=True)]
     return nn.Sequential(*layers, AttentionBlock(N), deconv(N, N), GDN(N, inverse=True), SubPixelDeconv(N, 3))
-
-
-class PostFilter(nn.Module):
-    """Optional enhancement after ``g_s``: ``x + f(x)``, a small residual CNN.
-
-    The last layer starts at zero, so a network gains the filter as an exact
-    identity and fine-tuning decides what it learns.
-    """
-
-    def __init__(self, channels: int = 32):
-        super().__init__()
-        self.body = nn.Sequential(
-            conv3x3(3, channels), nn.LeakyReLU(inplace=True),
-            conv3x3(channels, channels), nn.LeakyReLU(inplace=True),
-            conv3x3(channels, 3),
-        )  # fmt: skip
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
 
 
 def _hyper_analysis(N: int, M: int) -> nn.Sequential:
@@ -232,23 +179,33 @@ class GainedAttentionCheckerboard(CompressionModel):
         """Evaluation mode, transforms in channels-last layout (about 1.4x faster on CPU).
 
         Only ``g_a`` and ``g_s`` change layout: the entropy path is computed in integers
-        (:mod:`models.integer_prior`)."""
+        (:mod:`models.runtime.integer_prior`)."""
         self.eval()
         self.g_a.to(memory_format=torch.channels_last)
         self.g_s.to(memory_format=torch.channels_last)
         return self
 
-    def freeze_integer_prior(self) -> None:
-        """Build the integer probability path once, for weights that will not change again
-        (a loaded ladder); otherwise each coding call builds it from the current weights."""
-        self._integer_prior = IntegerPrior(self)
+    def freeze_for_coding(self) -> None:
+        """Build the integer probability path and the decoder once, for weights that will not
+        change again (a loaded ladder); otherwise each coding call builds them from the current weights."""
+        self._frozen = (IntegerPrior(self.state_dict()), self._decoder())
 
     def integer_prior(self) -> IntegerPrior:
-        return getattr(self, "_integer_prior", None) or IntegerPrior(self)
+        frozen = getattr(self, "_frozen", None)
+        return frozen[0] if frozen else IntegerPrior(self.state_dict())
+
+    def decoder(self) -> Decoder:
+        """The decoding runtime (:mod:`models.runtime`) for these weights: what a packaged decoder runs."""
+        frozen = getattr(self, "_frozen", None)
+        return frozen[1] if frozen else self._decoder()
+
+    def _decoder(self) -> Decoder:
+        postfilter = isinstance(self.g_s[-1], PostFilter)
+        return Decoder(NetworkSpec(0, "", self.N, self.M, self.stride, postfilter), self.state_dict())
 
     def coding_gains(self, rate: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(y_gain, z_gain, y_gain_inv, z_gain_inv) at ``rate`` by the exact definition
-        (:func:`models.integer_prior.exact_gain`), float64 of shape (C,)."""
+        (:func:`models.runtime.integer_prior.exact_gain`), float64 of shape (C,)."""
         return tuple(exact_gain(t, rate) for t in (self.y_gain, self.z_gain, self.y_gain_inv, self.z_gain_inv))
 
     def analyse(self, x: Tensor) -> Tensor:
@@ -258,7 +215,8 @@ class GainedAttentionCheckerboard(CompressionModel):
     def compress(self, x: Tensor, rate: float, y: Tensor | None = None) -> dict:
         """Code ``x`` at ``rate``; ``y`` codes that latent instead of ``g_a(x)`` (see ``models.refine``).
 
-        Streams: the checkerboard's anchor and non-anchor halves of ``y``, then ``z``.
+        Streams: the checkerboard's anchor and non-anchor halves of ``y``, then ``z``; CompressAI's
+        rANS encoder writes them, ``models.runtime.rans`` reads them.
         """
         y = self.analyse(x) if y is None else y
         y_gain, z_gain, y_gain_inv, z_gain_inv = self.coding_gains(rate)
@@ -267,29 +225,29 @@ class GainedAttentionCheckerboard(CompressionModel):
         z_strings = hyper.entropy_bottleneck.compress(z)
         z_hat = hyper.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         side = prior.hyper(z_hat, z_gain_inv)
-        y_strings, y_hat = prior.code_y(y.double() * y_gain.view(1, -1, 1, 1), side)
+        y_strings, y_hat = prior.code_y(y.double() * y_gain.view(1, -1, 1, 1), side, _rans_encode)
         return {
             "strings": [[y_strings[0]], [y_strings[1]], z_strings],
             "shape": {"y": tuple(y.shape[1:]), "hyper": tuple(z.shape[-2:])},
-            "y_hat": self._dequantised(y_hat, y_gain_inv),
+            "y_hat": to_float(y_hat) * y_gain_inv.float().view(1, -1, 1, 1),
         }
 
     def decompress(self, strings: list, shape: dict, rate: float) -> Tensor:
+        """The image (1×3×H×W in [0, 1], padded size) of coded strings, decoded by the runtime."""
         return self.synthesise(self.decode_latent(strings, shape, rate), rate)
 
     def decode_latent(self, strings: list, shape: dict, rate: float) -> Tensor:
         """The exact integer latent ŷ (int64, at 2**-FRACTION_BITS) of coded strings: the same on every machine."""
-        z_gain_inv = self.coding_gains(rate)[3]
-        hyper, prior = self.latent_codec["hyper"], self.integer_prior()
-        z_hat = hyper.entropy_bottleneck.decompress(strings[2], shape["hyper"])
-        return prior.decode_y([strings[0][0], strings[1][0]], prior.hyper(z_hat, z_gain_inv))
+        decoder = self.decoder()
+        z_hat = decoder.z_hat(strings[2][0], (self.N, *shape["hyper"]))
+        return decoder.prior.decode_y([strings[0][0], strings[1][0]], decoder.prior.hyper(z_hat, self.coding_gains(rate)[3]))
 
     def synthesise(self, y_hat: Tensor, rate: float) -> Tensor:
-        """The image (1×3×H×W in [0, 1]) of an integer latent, in floating point."""
-        y = self._dequantised(y_hat, self.coding_gains(rate)[2])
-        return self.g_s(y.contiguous(memory_format=torch.channels_last)).clamp_(0, 1).contiguous()
+        """The image of an integer latent, by the runtime's float synthesis."""
+        return synthesise(self.decoder().g_s, y_hat, self.coding_gains(rate)[2])
 
-    @staticmethod
-    def _dequantised(y_hat: Tensor, y_gain_inv: Tensor) -> Tensor:
-        """The synthesis input: exact integer ŷ times the rate's inverse gain (float32)."""
-        return to_float(y_hat) * y_gain_inv.float().view(1, -1, 1, 1)
+
+def _rans_encode(symbols: list[int], indexes: list[int], tables: CoderTables) -> bytes:
+    from compressai.ans import RansEncoder
+
+    return RansEncoder().encode_with_indexes(symbols, indexes, tables.cdf, tables.cdf_length, tables.offset)

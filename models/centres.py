@@ -9,7 +9,7 @@ for peaked (Laplacian-like) latents the conditional mean of a bin lies nearer
 
 The bins are unchanged: the anchors' bits are the plain codec's; the
 non-anchors are coded with a context computed from the shifted anchors
-(coding applies δ in integers: ``models.integer_prior``).  Training uses the straight-through rounding of the
+(coding applies δ in integers: ``models.runtime.integer_prior``).  Training uses the straight-through rounding of the
 checkerboard's two-pass forward (CompressAI's method, with this reconstruction
 in place of ``quantize_ste(y − μ) + μ``), so the context model sees during
 training exactly the anchors it sees when coding.
@@ -24,10 +24,7 @@ from compressai.latent_codecs import CheckerboardLatentCodec, GaussianConditiona
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-
-# δ = SHIFT_SCALE · centre_shift: Adam moves a parameter by about lr per step, so the
-# scale lets δ travel a useful fraction of a bin within a few thousand steps at lr 1e-4.
-SHIFT_SCALE = 10.0
+from .runtime.integer_prior import CENTRE_SHIFT_SCALE
 
 
 class CentredGaussianLatentCodec(GaussianConditionalLatentCodec):
@@ -40,7 +37,7 @@ class CentredGaussianLatentCodec(GaussianConditionalLatentCodec):
     @property
     def delta(self) -> Tensor:
         """The learned shift toward μ, in quantisation bins, per channel."""
-        return SHIFT_SCALE * self.centre_shift
+        return CENTRE_SHIFT_SCALE * self.centre_shift
 
     def reconstruct(self, y: Tensor, means: Tensor) -> Tensor:
         """Training: straight-through rounding around ``means``, then the learned shift."""

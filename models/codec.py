@@ -5,7 +5,7 @@ ladder's network at one rate, and cropped back on decoding.  Decoding needs
 only the file and the weights.
 
 Determinism: which CDF table and mean code each symbol is computed in integers
-(:mod:`models.integer_prior`), so the decoded latent ŷ is the same on every machine,
+(:mod:`models.runtime.integer_prior`), so the decoded latent ŷ is the same on every machine,
 instruction set, thread count and device.  Only the synthesis transform runs in
 floating point: pixels decoded on another machine may differ from the encoder's by
 rounding (``docs/reliability.md`` gives the measured size).  :func:`latent_digest`
@@ -14,7 +14,6 @@ names a stream's latent, so that a verification elsewhere tells rounding from da
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,10 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import bitstream
-from .architecture import PAD_MULTIPLE
-from .bitstream import BadStreamError, Header, is_learned_stream  # noqa: F401  (public API)
-from .ladder import LadderEntry, UnknownLadderError, ladder_by_model_id
+from . import ladder as ladders
+from .ladder import LadderEntry
+from .runtime import bitstream, decoder
+from .runtime.bitstream import BadStreamError, Header, is_learned_stream  # noqa: F401  (public API)
+from .runtime.decoder import PAD_MULTIPLE, digest, to_image  # noqa: F401  (public API)
 from .weights import check_can_encode, load_network, weights_digest
 
 if TYPE_CHECKING:
@@ -43,22 +43,11 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
 
 
-def to_image(x: torch.Tensor) -> np.ndarray:
-    """1×3×H×W float in [0, 1] → H×W×3 uint8 (rounded)."""
-    return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-
-
 def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
     """``x`` padded (edge pixels repeated) to a multiple of ``PAD_MULTIPLE`` each way."""
     h, w = x.shape[-2:]
     ph, pw = -h % PAD_MULTIPLE, -w % PAD_MULTIPLE
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-
-
-def _latent_shapes(net: torch.nn.Module, height: int, width: int) -> dict:
-    hp, wp = height + -height % PAD_MULTIPLE, width + -width % PAD_MULTIPLE
-    y, z = net.stride, 4 * net.stride  # h_a down-samples y by 4
-    return {"y": (net.M, hp // y, wp // y), "hyper": (hp // z, wp // z)}
 
 
 def encode_image(
@@ -109,35 +98,20 @@ def encode_latent(
 
 def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
     """Decode one file's bytes to an H×W×3 uint8 image."""
-    return decode_with(*_parsed(data, weights_dir))
+    return decode_with_digest(data, weights_dir)[0]
 
 
-@torch.inference_mode()
 def decode_with_digest(data: bytes, weights_dir: Path | None = None) -> tuple[np.ndarray, str]:
-    """(image, :func:`digest` of its integer latent) of one file's bytes."""
-    net, header, streams = _parsed(data, weights_dir)
-    y_hat = _decoded_latent(net, header, streams)
-    return _synthesised(net, header, y_hat), digest(y_hat)
+    """(image, :func:`digest` of its integer latent) of one file's bytes, decoded by the runtime
+    a packaged decoder ships (:mod:`models.runtime`), with the ladder and weights folders in use."""
+    return decoder.decode(data, ladders.LADDER_DIR, weights_dir or ladders.WEIGHTS_DIR)
 
 
 def latent_digest(data: bytes, weights_dir: Path | None = None) -> str:
     """The :func:`digest` of the latent a file decodes to (entropy decoding only, no synthesis)."""
-    return digest(_decoded_latent(*_parsed(data, weights_dir)))
-
-
-def digest(y_hat: torch.Tensor) -> str:
-    """SHA-256 (first 16 hex digits) of an integer latent: equal on every machine that
-    decodes the stream correctly."""
-    return hashlib.sha256(y_hat.numpy().astype("<i8").tobytes()).hexdigest()[:16]
-
-
-def _parsed(data: bytes, weights_dir: Path | None) -> tuple[torch.nn.Module, Header, list[bytes]]:
     header, streams = bitstream.parse(data)
-    try:
-        ladder = ladder_by_model_id(header.model_id)
-    except UnknownLadderError as exc:
-        raise BadStreamError(str(exc)) from None
-    return load_network(ladder, weights_dir), header, streams
+    runtime = decoder.decoder_for(header.model_id, ladders.LADDER_DIR, weights_dir or ladders.WEIGHTS_DIR)
+    return digest(runtime.latent(header, streams))
 
 
 @torch.inference_mode()
@@ -157,22 +131,9 @@ def encode_with(
 
 @torch.inference_mode()
 def decode_with(net: torch.nn.Module, header: Header, streams: list[bytes]) -> np.ndarray:
-    """The image of a parsed file, decoded by ``net`` (e.g. a network in memory)."""
-    return _synthesised(net, header, _decoded_latent(net, header, streams))
-
-
-def _synthesised(net: torch.nn.Module, header: Header, y_hat: torch.Tensor) -> np.ndarray:
-    x_hat = net.synthesise(y_hat, header.rate)
-    return to_image(x_hat[..., : header.height, : header.width])
-
-
-@torch.inference_mode()
-def _decoded_latent(net: torch.nn.Module, header: Header, streams: list[bytes]) -> torch.Tensor:
-    shape = _latent_shapes(net, header.height, header.width)
-    try:
-        return net.decode_latent([[s] for s in streams], shape, header.rate)
-    except (RuntimeError, ValueError, IndexError) as exc:
-        raise BadStreamError(f"corrupt entropy-coded data ({exc})") from None
+    """The image of a parsed file, decoded with ``net``'s weights (e.g. a network in memory)."""
+    runtime = net.decoder()
+    return runtime.image(header, runtime.latent(header, streams))
 
 
 class LearnedCodec:

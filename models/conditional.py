@@ -4,7 +4,7 @@ The tail quantile that sizes the CDF tables comes from the standard library
 (``statistics.NormalDist``) instead of ``scipy.stats``, so that building tables
 never imports ``scipy.stats`` (see ``models.lean_import``); a test checks that
 the tables are CompressAI's, bit for bit.  Which table codes a symbol is chosen
-by ``models.integer_prior``.
+by ``models.runtime.integer_prior``.
 """
 
 from __future__ import annotations

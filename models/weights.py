@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from .allocator import keep_freed_memory
 from .architecture import GainedAttentionCheckerboard  # noqa: F401  (registers the model)
 from .ladder import Ladder, LadderFileError
+from .runtime.decoder import SCALE_SUFFIX, dequantize
 
 
 class BadWeightsError(ValueError):
@@ -41,7 +42,6 @@ def is_constant_buffer(name: str) -> bool:
     return name.endswith(CONSTANT_BUFFER_SUFFIXES)
 
 
-SCALE_SUFFIX = ":scale"  # "<parameter>:scale": the per-output-channel step of an int8 parameter
 INT8_MIN_NUMEL = 2048  # smaller parameters (gains, biases, GDN, quantiles) stay float16
 
 
@@ -56,10 +56,6 @@ def int8_grid(param: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.T
     scale = (rows.abs().amax(dim=1) / top).clamp_min(torch.finfo(torch.float32).tiny)
     codes = torch.round(rows / scale[:, None]).clamp_(-top, top).to(torch.int8)
     return codes.reshape(param.shape), scale
-
-
-def dequantize(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return codes.float() * scale.reshape(-1, *[1] * (codes.ndim - 1))
 
 
 # Tensors only an encoder uses: the analysis transforms and the forward gains.
@@ -253,7 +249,7 @@ def load_network(ladder: Ladder, weights_dir: Path | None = None) -> torch.nn.Mo
         net = build(ladder)
         load_into(net, state, path, decoder_only=decoder_only)
         net.decoder_only, net.weights_path = decoder_only, path
-        net.ready_for_coding().freeze_integer_prior()
+        net.ready_for_coding().freeze_for_coding()
         return net
 
 

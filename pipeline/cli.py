@@ -19,7 +19,7 @@ import allocate
 from allocate.cli import app as allocate_app
 from eval.cli import eval_command, format_scores
 from eval.errors import EvalInputError, one_line_errors, show_tracebacks
-from models.bitstream import BadStreamError
+from models.runtime.bitstream import BadStreamError
 from models.cli import export_command, ladders_command, shift_down_command, train_command, widen_command
 from models.data import TrainingError
 from models.extend import ShiftError

@@ -7,22 +7,23 @@ Usage::
 Each input file becomes ``OUTPUT_DIR/<stem>.png``.  Files are decoded by N
 worker processes at once (default: one per available core, at most one per file),
 each on T torch threads (default: the cores divided among the processes).  The
-learned latents do not depend on N or T, nor on the machine (``models.integer_prior``);
+learned latents do not depend on N or T, nor on the machine (``models.runtime.integer_prior``);
 ``--latents FILE`` writes each learned file's latent digest there (JSON, stem ->
 digest), which ``clic verify`` compares with what the encoder recorded.  The format is told by the
 file's magic bytes: JPEG, WebP, AVIF and JPEG 2000 are decoded by Pillow;
-anything else must be a learned bitstream, decoded by the ``models`` package and
-the ``weights`` folder that sit beside this program.
+anything else must be a learned bitstream, decoded by the ``runtime`` package (the
+project's ``models/runtime``), the ``ladders`` and the ``weights`` folders that sit
+beside this program.
 
 This file is copied verbatim into every submission as ``decoder/decode.py``.  It
-must stay self-contained: Pillow and numpy (plus torch and compressai for
-learned streams) and nothing of the project outside its own folder.  The
+must stay self-contained: Pillow and numpy (plus torch for learned streams; never
+CompressAI) and nothing of the project outside its own folder.  The
 pipeline imports the same functions, so the RD table and the submission decode
 with one code path.
 
 What it touches: it reads the regular files directly in INPUT_DIR (hidden files
 and sub-folders are ignored; symbolic links are refused, so it reads nothing
-outside INPUT_DIR) and, for learned streams, its own ``models/`` and ``weights/``.
+outside INPUT_DIR) and, for learned streams, its own ``runtime/``, ``ladders/`` and ``weights/``.
 It writes only ``OUTPUT_DIR/<stem>.png`` (and the ``--latents`` file), each under a temporary name first and
 then renamed (a link already there is replaced, never written through), so an
 interrupted run leaves no half-written PNG.  Any bad input ends the run with one
@@ -48,7 +49,8 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 EXTENSIONS = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif", "JPEG2000": "j2k"}
-PROJECT_PACKAGES = ("eval", "pipeline", "allocate")  # never shipped: decoding must not need them
+# Never shipped, never imported: decoding needs neither the project's other packages nor CompressAI.
+NOT_SHIPPED = ("eval", "pipeline", "allocate", "models", "compressai")
 
 
 class UndecodableError(ValueError):
@@ -82,21 +84,26 @@ def decode_classical(data: bytes, fmt: str) -> np.ndarray:
 
 
 def decode_learned(data: bytes, weights_dir: Path | None) -> tuple[np.ndarray, str]:
-    """Decode a learned bitstream with the ``models`` package importable here: (image, latent digest)."""
-    if not (HERE / "models").is_dir():
+    """Decode a learned bitstream with the ``runtime`` package beside this file: (image, latent digest)."""
+    if not (HERE / "runtime").is_dir():
         raise UndecodableError("unknown format (no learned decoder in this package)")
     try:
-        from models.codec import decode_with_digest, is_learned_stream
+        from runtime.bitstream import is_learned_stream
+        from runtime.decoder import decode
     except ImportError as exc:
         raise UndecodableError(f"learned decoder unavailable ({exc})") from None
     if not is_learned_stream(data):
         raise UndecodableError("unknown format (neither an image file nor a learned bitstream)")
-    return decode_with_digest(data, weights_dir)
+    return decode(data, HERE / "ladders", weights_dir or HERE / "weights")
 
 
-def decode_bytes(data: bytes, weights_dir: Path | None = None) -> tuple[np.ndarray, str | None]:
-    """Decode one file's bytes to H×W×3 uint8 RGB, whatever its format; with the latent
-    digest of a learned stream (None for a classical file)."""
+def decode_bytes(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
+    """Decode one file's bytes to H×W×3 uint8 RGB, whatever its format."""
+    return decode_with_latent(data, weights_dir)[0]
+
+
+def decode_with_latent(data: bytes, weights_dir: Path | None = None) -> tuple[np.ndarray, str | None]:
+    """:func:`decode_bytes` and the latent digest of a learned stream (None for a classical file)."""
     fmt = sniff_format(data)
     return (decode_classical(data, fmt), None) if fmt else decode_learned(data, weights_dir)
 
@@ -167,12 +174,12 @@ def decode_file(path: Path, dst: Path, threads: int = 1) -> str | None:
     """Decode one file to ``dst/<stem>.png`` on ``threads`` torch threads; return its latent
     digest (None if classical).  Any problem is one line naming the file."""
     data = path.read_bytes()
-    if sniff_format(data) is None and (HERE / "models").is_dir():
+    if sniff_format(data) is None and (HERE / "runtime").is_dir():
         import torch  # the learned decoder's: decodes the same latent on any thread count
 
         torch.set_num_threads(threads)
     try:
-        image, digest = decode_bytes(data, HERE / "weights")
+        image, digest = decode_with_latent(data, HERE / "weights")
     except ValueError as exc:
         raise UndecodableError(f"{path.name}: {' '.join(str(exc).split())}") from None
     write_png(image, dst / f"{path.stem}.png")
@@ -188,17 +195,17 @@ def available_cores() -> int:
 
 
 def check_self_contained() -> None:
-    """Refuse to have used project code from outside this program's folder.
+    """Refuse to have used code from outside this program's folder.
 
-    ``models`` must be the copy beside this file; the project's other packages must
-    not have been imported at all (a server has only this folder).
+    ``runtime`` must be the copy beside this file; the project's other packages and
+    CompressAI must not have been imported at all (a server has only this folder).
     """
-    models = sys.modules.get("models")
-    if models is not None and HERE not in Path(models.__file__).resolve().parents:
-        raise UndecodableError(f"learned decoder loaded from {models.__file__}, outside {HERE}")
-    outside = sorted(name for name in PROJECT_PACKAGES if name in sys.modules)
+    runtime = sys.modules.get("runtime")
+    if runtime is not None and HERE not in Path(runtime.__file__).resolve().parents:
+        raise UndecodableError(f"learned decoder loaded from {runtime.__file__}, outside {HERE}")
+    outside = sorted(name for name in NOT_SHIPPED if sys.modules.get(name) is not None)
     if outside:
-        raise UndecodableError(f"the decoder imported project package(s) {', '.join(outside)}, not shipped")
+        raise UndecodableError(f"the decoder imported {', '.join(outside)}, not shipped")
 
 
 USAGE = "usage: python decode.py [--debug] [--jobs N] [--threads T] [--latents FILE] INPUT_DIR OUTPUT_DIR"

@@ -3,9 +3,9 @@
 ::
 
     submission/
-      decoder/          decode.py (+ the decoding modules of models/ and a decoder-only
-                        copy of the weights, only if a learned candidate was chosen):
-                        everything that decodes the images
+      decoder/          decode.py (+ runtime/, the learned decoding runtime, ladders/ and a
+                        decoder-only copy of the weights, only if a learned candidate was
+                        chosen): everything that decodes the images, with torch but no CompressAI
       images/           <image stem>.<ext>: the chosen cell's bitstream, byte for byte
       manifest.json     the choice, why (allocation certificate), RD table hash,
                         versions, decoder size
@@ -48,9 +48,6 @@ MANIFEST = "manifest.json"
 DISTRIBUTIONS = ("clicpack", "numpy", "pillow", "torch", "compressai")
 PILLOW_LIBRARIES = ("jpg", "webp", "avif", "jpg_2000", "zlib")
 TIMING_COLUMNS = ("enc_s", "dec_s")  # RD table columns left out of its manifest hash
-# Modules of ``models`` that decoding never imports (training, refinement, command line),
-# left out of a packaged decoder (the packaged-decoder tests decode without them).
-ENCODER_SIDE = ("cli.py", "data.py", "extend.py", "refine.py", "train.py", "widen.py")
 
 
 def folder_bytes(folder: Path) -> int:
@@ -80,7 +77,7 @@ def versions() -> dict[str, str | None]:
 def platform_record() -> dict[str, str]:
     """What bit-exact pixels depend on: the machine, its CPU, torch's kernels (instruction set).
 
-    Latents do not depend on any of it (``models.integer_prior``); where this record differs,
+    Latents do not depend on any of it (``models.runtime.integer_prior``); where this record differs,
     verification accepts pixels rounded differently by the synthesis (``pipeline.verify``).
     """
     import torch
@@ -131,13 +128,10 @@ def write_decoder(folder: Path, candidates: list[str]) -> None:
         return
     from models.weights import write_decoder_weights  # torch: only when a learned candidate was chosen
 
-    shutil.copytree(
-        learned.models_source(), folder / "models",
-        ignore=shutil.ignore_patterns("__pycache__", "weights", "ladders", "*.safetensors", "*.pyc", *ENCODER_SIDE),
-    )
-    (folder / "models" / "ladders").mkdir()
+    shutil.copytree(learned.runtime_source(), folder / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (folder / "ladders").mkdir()
     for path in learned.ladder_files(candidates):  # exactly the ladders in use
-        shutil.copyfile(path, folder / "models" / "ladders" / path.name)
+        shutil.copyfile(path, folder / "ladders" / path.name)
     (folder / "weights").mkdir()
     for path in weights:
         write_decoder_weights(path, folder / "weights" / path.name)

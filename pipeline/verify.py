@@ -8,7 +8,7 @@ recorded for the chosen cell: otherwise the allocation was made on numbers the
 submission does not deliver.
 
 The learned latents must be identical on any machine, since their probability path is
-integer (``models.integer_prior``): every learned image's latent digest must equal the
+integer (``models.runtime.integer_prior``): every learned image's latent digest must equal the
 encoder's, otherwise the stream does not decode there (an error naming the image).  Only
 the floating-point synthesis may round differently on another machine (another CPU
 instruction set, torch build or device, or thread count), so each image's PSNR must be

@@ -192,7 +192,7 @@ def with_crc(body: bytes) -> bytes:
 
 def bad_bitstreams(valid: bytes) -> dict[str, tuple[bytes, str]]:
     """Damaged copies of a valid learned file: name -> (bytes, phrase of the error)."""
-    from models import bitstream
+    from models.runtime import bitstream
 
     header, streams = bitstream.parse(valid)
     flipped = bytearray(valid)

@@ -1,4 +1,4 @@
-"""models.codec + models.bitstream with a tiny network trained on Kodak crops.
+"""models.codec + models.runtime.bitstream with a tiny network trained on Kodak crops.
 
 Every test codes real Kodak images with the ``tiny`` fixture (``conftest``): a tiny
 ladder (N=16, M=24) trained a few steps on Kodak crops, exported to float16.
@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 
 import models.codec as codec
 from eval.images import load_rgb8
-from models import bitstream
+from models.runtime import bitstream
 from models.architecture import PAD_MULTIPLE, SubPixelDeconv
 from models.conditional import LeanGaussianConditional
-from models.bitstream import BadStreamError, Header
+from models.runtime.bitstream import BadStreamError, Header
+from models.runtime.decoder import latent_shapes
 from models.ladder import LadderEntry, load_ladder
 from models.weights import (
     EncoderMissingError, build, export, is_encoder_only, load_network, load_state, write_decoder_weights,
@@ -102,7 +103,8 @@ def test_a_stride_8_network_codes_its_latent_at_an_eighth_and_round_trips(ladder
     torch.manual_seed(0)
     export(build(ladder), ladder, tmp_path / "fine.safetensors")
     net = load_network(ladder, tmp_path)
-    assert codec._latent_shapes(net, 17, 130) == {"y": (24, 8, 24), "hyper": (2, 6)}  # padded to 64 × 192
+    shapes = latent_shapes(net.N, net.M, net.stride, 17, 130)
+    assert shapes == {"y": (24, 8, 24), "hyper": (net.N, 2, 6)}  # padded to 64 × 192
     for image in (kodak("kodim05.png")[7:24, 11:141], kodak("kodim23.png")):
         data = codec.encode_image(LadderEntry(ladder, 1, 1.0), image, tmp_path)
         decoded = codec.decode_stream(data, tmp_path)

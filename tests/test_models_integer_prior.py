@@ -1,4 +1,4 @@
-"""The integer probability path (``models.integer_prior``): exact layers, exact gains, and the
+"""The integer probability path (``models.runtime.integer_prior``): exact layers, exact gains, and the
 same latents on every CPU instruction set and thread count, with the committed ladders."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import models.ladder
 from corpus import KODAK
 from eval.images import load_rgb8
 from models import codec
-from models.integer_prior import (
+from models.runtime.integer_prior import (
     ACTIVATION_LIMIT,
     FRACTION_BITS,
     IntegerLayer,
@@ -46,7 +46,7 @@ def test_an_integer_layer_is_the_float_layer_to_within_its_rounding(transposed):
              else nn.Conv2d(12, 8, 3, padding=1)).double()
     x = torch.randn(1, 12, 9, 7, dtype=torch.float64) * 3
     a = to_fixed(x)
-    got = IntegerLayer(layer)(a)
+    got = IntegerLayer(layer.weight, layer.bias, transposed)(a)
     assert got.dtype == torch.int64
     expected = layer(a.double() / 2**FRACTION_BITS) * 2**FRACTION_BITS
     # Weights rounded to 16 bits per output channel: the error stays a few activation steps.
@@ -55,7 +55,8 @@ def test_an_integer_layer_is_the_float_layer_to_within_its_rounding(transposed):
 
 def test_an_integer_layer_gives_the_same_integers_in_any_summation_order():
     torch.manual_seed(1)
-    layer = IntegerLayer(nn.Conv2d(64, 32, 5, padding=2))
+    conv = nn.Conv2d(64, 32, 5, padding=2)
+    layer = IntegerLayer(conv.weight, conv.bias, False)
     a = torch.randint(-ACTIVATION_LIMIT, ACTIVATION_LIMIT, (1, 64, 12, 12))
     reversed_channels = IntegerLayer.__new__(IntegerLayer)
     reversed_channels.__dict__ = dict(layer.__dict__, weight=layer.weight.flip(1))
@@ -67,7 +68,7 @@ def test_a_layer_whose_accumulator_could_reach_2_to_the_53_is_refused():
     with torch.no_grad():
         wide.weight.fill_(1.0)
     with pytest.raises(NotIntegerCodableError, match="2\\*\\*53"):
-        IntegerLayer(wide, name="wide")
+        IntegerLayer(wide.weight, wide.bias, False, name="wide")
 
 
 def test_exact_gains_are_the_rows_at_integer_rates_and_geometric_between():
@@ -131,3 +132,21 @@ def test_committed_ladders_decode_the_same_latents_on_every_instruction_set_and_
                 assert np.abs(decoded.astype(int) - pixels).max() <= 1, where
                 sse = lambda x: float(((x.astype(np.int64) - original) ** 2).sum())  # noqa: E731
                 assert abs(10 * np.log10(sse(decoded) / sse(pixels))) <= PSNR_TOLERANCE_DB, where
+
+
+def test_the_pure_python_range_decoder_reads_compressais_streams_bypass_values_included():
+    from compressai.ans import RansDecoder, RansEncoder
+
+    from models.runtime.rans import decode_with_indexes
+
+    rng = np.random.default_rng(3)
+    cdfs = [[0, 20000, 65000, 65536], [0, 1, 30000, 65535, 65536, 0]]  # the second padded, as CompressAI's are
+    lengths, offsets = [4, 5], [-1, -2]
+    indexes = rng.integers(0, 2, 5000).tolist()
+    symbols = [int(v) for v in rng.integers(-3, 4, 5000)]
+    symbols[:4] = [1000, -7000, 2, 123456]  # far outside the tables: bypass-coded
+    data = RansEncoder().encode_with_indexes(symbols, indexes, cdfs, lengths, offsets)
+    theirs = RansDecoder().decode_with_indexes(data, indexes, cdfs, lengths, offsets)
+    assert decode_with_indexes(data, indexes, cdfs, lengths, offsets) == theirs == symbols
+    with pytest.raises(ValueError, match="ends early|whole 32-bit words"):
+        decode_with_indexes(data[:-8], indexes, cdfs, lengths, offsets)

@@ -156,14 +156,16 @@ def untrained_psnr_weights(tmp_path, monkeypatch):
     get_codec.cache_clear()
 
 
-def test_learned_choice_ships_models_and_only_its_weights(untrained_psnr_weights, images, tmp_path):
+def test_learned_choice_ships_the_runtime_and_only_its_weights(untrained_psnr_weights, images, tmp_path):
     names = ["learned-psnr-q3"]
     learned = run_grid(sorted(images.iterdir()), names, tmp_path / "cache", n_jobs=1)
     _, sub, result = submit(tmp_path, learned, images, Budget(bytes=10**6))
     decoder = sub / "decoder"
     assert sorted(p.name for p in (decoder / "weights").iterdir()) == ["psnr.safetensors"]
-    assert (decoder / "models" / "codec.py").is_file() and not list(decoder.rglob("__pycache__"))
-    assert not (decoder / "models" / "train.py").exists() and not (decoder / "models" / "refine.py").exists()
+    runtime = sorted(p.name for p in (decoder / "runtime").iterdir())
+    assert runtime == sorted(p.name for p in (Path(models.__file__).parent / "runtime").glob("*.py"))
+    assert not (decoder / "models").exists() and not list(decoder.rglob("__pycache__"))
+    assert sorted(p.name for p in (decoder / "ladders").iterdir()) == ["psnr.toml"]
     shipped, full = decoder / "weights" / "psnr.safetensors", models.ladder.load_ladder("psnr").weights_path()
     assert shipped.stat().st_size < 0.8 * full.stat().st_size  # no analysis transform: the decoder never runs it
     assert result.decoder_bytes == sum(p.stat().st_size for p in decoder.rglob("*") if p.is_file())

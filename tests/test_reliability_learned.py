@@ -30,6 +30,7 @@ from eval.images import load_rgb8
 from models import codec
 from models.ladder import load_ladder
 from pipeline.codecs import get_codec
+from pipeline.errors import PipelineError
 from pipeline.grid import run_grid
 from pipeline.package import package, platform_record, read_manifest
 from pipeline.verify import PSNR_TOLERANCE_DB, verify
@@ -206,8 +207,48 @@ def test_verify_in_a_fresh_process_matches_the_rd_table(tiny, tmp_path):
     table = tiny.grid.table.set_index(["image", "candidate"])
     for cell in result.manifest["images"]:
         assert table.loc[(cell["image"], cell["candidate"]), "sse"] == cell["sse"]
-    assert (tiny.submission / "decoder" / "models" / "ladders" / "tiny.toml").is_file()
+    assert (tiny.submission / "decoder" / "ladders" / "tiny.toml").is_file()
     assert sorted(p.name for p in (tiny.submission / "decoder" / "weights").iterdir()) == ["tiny.safetensors"]
+
+
+def test_verify_names_a_differing_latent_and_accepts_rounding_within_tolerance(tiny, tmp_path):
+    """As on another machine: the recorded SSE off by a rounding is accepted (and said); off by
+    more than the tolerance, or a latent that differs, is an error naming the image."""
+    copy = tmp_path / "submission"
+    shutil.copytree(tiny.submission, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["platform"]["processor"] = "another CPU"
+    cell = manifest["images"][0]
+    recorded = cell["sse"]
+
+    def verify_with(**changes) -> object:
+        cell.update(changes)
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        return verify(copy, tiny.images, tmp_path / "decoded")
+
+    result = verify_with(sse=recorded + 1)
+    assert not result.agreement.exact and not result.agreement.same_platform
+    assert 0 < result.agreement.max_psnr_change_db <= PSNR_TOLERANCE_DB
+    assert "rounded differently on another platform" in result.agreement.describe()
+    with pytest.raises(PipelineError, match=f"{cell['image']} .*SSE"):
+        verify_with(sse=recorded * 1.01)  # 0.04 dB: beyond the tolerance
+    with pytest.raises(PipelineError, match=f"{cell['image']} .*decoded latent {cell['latent']} differs"):
+        verify_with(sse=recorded, latent="0123456789abcdef")
+
+
+def test_packaged_decoder_runs_without_compressai(tiny, tmp_path):
+    """A fresh ``python -I`` process in which ``import compressai`` fails, as where the challenge's
+    decoder image has torch but not CompressAI: the package decodes the same latents."""
+    decoder = tiny.submission / "decoder"
+    without = ("import runpy, sys; sys.modules['compressai'] = None; "
+               f"sys.argv = ['decode.py', '--latents', {str(tmp_path / 'latents.json')!r}, "
+               f"{str(tiny.submission / 'images')!r}, {str(tmp_path / 'out')!r}]; "
+               f"runpy.run_path({str(decoder / 'decode.py')!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-I", "-c", without], capture_output=True, text=True, cwd=decoder,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    recorded = {cell["image"]: cell["latent"] for cell in read_manifest(tiny.submission)["images"]}
+    assert json.loads((tmp_path / "latents.json").read_text()) == recorded
 
 
 def test_parallel_decoding_writes_the_same_files_and_fails_the_same_way(tiny, tmp_path):
@@ -254,7 +295,7 @@ def test_packaged_decoder_reads_only_its_files_and_writes_only_its_output(tiny, 
     system = [Path("/proc"), Path("/sys"), Path("/dev"), Path("/usr"), Path("/etc")]
     assert driven.result["audited"]["rc"] == 0
     events = driven.result["events"]
-    assert any(kind == "read" and str(decoder / "models") in path for kind, path in events)  # its own code
+    assert any(kind == "read" and str(decoder / "runtime") in path for kind, path in events)  # its own code
     assert any(kind == "read" and str(src) in path for kind, path in events)
     for kind, path in events:
         resolved = Path(path).resolve() if os.path.isabs(path) else (decoder / path).resolve()

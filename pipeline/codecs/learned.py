@@ -79,11 +79,11 @@ def make_codec(name: str) -> Codec:
     return LearnedCodec(_entry(name), refine=split_name(name)[1])
 
 
-def models_source() -> Path:
-    """The ``models`` package folder, copied into a packaged decoder."""
-    import models
+def runtime_source() -> Path:
+    """The decoding runtime's folder (``models/runtime``), copied into a packaged decoder."""
+    import models.runtime
 
-    return Path(models.__file__).parent
+    return Path(models.runtime.__file__).parent
 
 
 def ladder_files(names: Iterable[str]) -> list[Path]:

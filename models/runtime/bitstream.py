@@ -17,7 +17,7 @@
 Streams are rANS strings (CompressAI's coder): 0 = the anchor half of ``y``, 1 = the
 non-anchor half (checkerboard; each half channel by channel, positions in raster
 order), 2 = the hyper-latent ``z``.  Version 2 chooses every symbol's table and mean
-in integers (``models.integer_prior``), so a stream decodes the same everywhere;
+in integers (``integer_prior`` beside this module), so a stream decodes the same everywhere;
 version 1 chose them in floating point, and is refused rather than decoded into
 damaged pixels on a machine that rounds differently.  The padding to a
 multiple of 64 and the latent shapes follow from height and width, so they are

@@ -29,7 +29,8 @@ The CDF tables themselves are integers stored with the weights.  The analysis an
 synthesis transforms stay in floating point: a decoder on another machine gets the
 same latents and pixels within rounding of the synthesis.
 
-A network trained in floating point is converted as it loads (:class:`IntegerPrior`):
+A network trained in floating point is converted as it loads (:class:`IntegerPrior`,
+from its state dict):
 with 16-bit weights and ``2**-10`` activation steps the conversion costs about
 nothing (``bench/bench_integer_prior.py`` measures it).
 """
@@ -37,12 +38,15 @@ nothing (``bench/bench_integer_prior.py`` measures it).
 from __future__ import annotations
 
 import decimal
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from .rans import decode_with_indexes
 
 FRACTION_BITS = 10  # activation a stands for a / 2**10
 ACTIVATION_LIMIT = 1 << 20  # |a| ≤ 2**20, i.e. values within ±1024
@@ -50,6 +54,9 @@ WEIGHT_BITS = 15  # |w_int| ≤ 2**15 per output channel
 EXACT_LIMIT = 1 << 53  # float64 holds every integer below this exactly
 LEAKY_NUMERATOR, LEAKY_SHIFT = 655, 16  # LeakyReLU's 0.01 as 655 / 2**16
 ONE = 1 << FRACTION_BITS
+
+
+Coder = Callable[[list, list, "CoderTables"], bytes]  # an rANS encoder: (symbols, table indexes, tables) -> bytes
 
 
 class NotIntegerCodableError(ValueError):
@@ -61,16 +68,18 @@ def _clamp(a: Tensor) -> Tensor:
 
 
 class IntegerLayer:
-    """A convolution or transposed convolution evaluated exactly on integer activations."""
+    """A convolution or transposed convolution evaluated exactly on integer activations.
 
-    def __init__(self, module: nn.Conv2d | nn.ConvTranspose2d, weight: Tensor | None = None, name: str = ""):
-        if module.groups != 1 or module.bias is None:
-            raise NotIntegerCodableError(f"{name}: only ungrouped layers with a bias")
-        self.transposed = isinstance(module, nn.ConvTranspose2d)
-        self.stride, self.padding, self.dilation = module.stride, module.padding, module.dilation
-        self.output_padding = getattr(module, "output_padding", (0, 0))
-        w = (module.weight if weight is None else weight).detach().double().cpu()
-        out_dim = 1 if self.transposed else 0
+    Geometry as in the networks here: a transposed convolution has stride 2, padding
+    ``k // 2`` and output padding 1 (CompressAI's ``deconv``); a convolution stride 1,
+    padding ``k // 2``.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor, transposed: bool, name: str = ""):
+        self.transposed = transposed
+        self.padding = weight.shape[-1] // 2
+        w = weight.detach().double().cpu()
+        out_dim = 1 if transposed else 0
         other = [d for d in range(w.ndim) if d != out_dim]
         _, exponent = torch.frexp(w.abs().amax(dim=other))  # peak < 2**exponent
         shift = WEIGHT_BITS - exponent.long()
@@ -79,22 +88,26 @@ class IntegerLayer:
         per_channel = [1] * w.ndim
         per_channel[out_dim] = -1
         self.weight = torch.round(w * torch.exp2(shift.double()).view(per_channel))
-        self.bias = torch.round(module.bias.detach().double().cpu() * torch.exp2((shift + FRACTION_BITS).double()))
+        exact_bias = torch.round(bias.detach().double().cpu() * torch.exp2((shift + FRACTION_BITS).double()))
         self.shift = shift.view(1, -1, 1, 1)
         self.half = (torch.ones_like(shift) << (shift - 1)).view(1, -1, 1, 1)
-        self.bias_int = self.bias.long().view(1, -1, 1, 1)
-        bound = self.weight.abs().sum(dim=other) * ACTIVATION_LIMIT + self.bias.abs() + self.half.flatten()
+        self.bias = exact_bias.long().view(1, -1, 1, 1)
+        bound = self.weight.abs().sum(dim=other) * ACTIVATION_LIMIT + exact_bias.abs() + self.half.flatten()
         if (bound >= EXACT_LIMIT).any():
             raise NotIntegerCodableError(f"{name}: an accumulator could reach 2**53 (fan-in too large)")
+
+    @classmethod
+    def of(cls, state: dict[str, Tensor], name: str, transposed: bool, mask: Tensor | None = None) -> IntegerLayer:
+        weight = state[f"{name}.weight"]
+        return cls(weight if mask is None else weight * mask, state[f"{name}.bias"], transposed, name)
 
     def __call__(self, a: Tensor) -> Tensor:
         x = a.to(torch.float64)
         if self.transposed:
-            acc = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding,
-                                     1, self.dilation)
+            acc = F.conv_transpose2d(x, self.weight, None, 2, self.padding, 1)
         else:
-            acc = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation)
-        return _clamp((acc.long() + self.bias_int + self.half) >> self.shift)
+            acc = F.conv2d(x, self.weight, None, 1, self.padding)
+        return _clamp((acc.long() + self.bias + self.half) >> self.shift)
 
 
 def leaky_relu(a: Tensor) -> Tensor:
@@ -102,22 +115,33 @@ def leaky_relu(a: Tensor) -> Tensor:
 
 
 class IntegerSequential:
-    """A ``nn.Sequential`` of convolutions and LeakyReLUs (slope 0.01), in integers."""
+    """Layers (``"conv"`` or ``"transposed"``, at their index) with an integer LeakyReLU between them."""
 
-    def __init__(self, seq: nn.Sequential, name: str):
-        self.steps = []
-        for i, module in enumerate(seq):
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                self.steps.append(IntegerLayer(module, name=f"{name}.{i}"))
-            elif isinstance(module, nn.LeakyReLU) and module.negative_slope == 0.01:
-                self.steps.append(leaky_relu)
-            else:
-                raise NotIntegerCodableError(f"{name}.{i}: {type(module).__name__} has no integer form")
+    def __init__(self, state: dict[str, Tensor], prefix: str, kinds: tuple[str, ...]):
+        self.layers = [IntegerLayer.of(state, f"{prefix}.{2 * i}", kind == "transposed") for i, kind in enumerate(kinds)]
 
     def __call__(self, a: Tensor) -> Tensor:
-        for step in self.steps:
-            a = step(a)
+        for i, layer in enumerate(self.layers):
+            a = layer(a if i == 0 else leaky_relu(a))
         return a
+
+
+# The probability path of the networks here (``models.architecture``): layer kinds in order,
+# LeakyReLU (slope 0.01) between them, at state-dict indices 0, 2, 4.
+HYPER_SYNTHESIS = ("transposed", "transposed", "conv")
+ENTROPY_PARAMETERS = ("conv", "conv", "conv")
+HYPER, LATENT = "latent_codec.hyper.", "latent_codec.y."
+GAUSSIAN = LATENT + "y."
+# Learnable reconstruction centres (``models.centres``): δ = CENTRE_SHIFT_SCALE · centre_shift.  Adam
+# moves a parameter by about lr per step, so the scale lets δ travel a useful fraction of a bin
+# within a few thousand steps at lr 1e-4.
+CENTRE_SHIFT_SCALE = 10.0
+
+
+def checkerboard_mask(kernel: int) -> Tensor:
+    """CompressAI's checkerboard context mask: the taps at odd (i + j), i.e. the anchors."""
+    rows, cols = torch.arange(kernel)[:, None], torch.arange(kernel)[None, :]
+    return ((rows + cols) % 2 == 1).to(torch.float32)
 
 
 def to_fixed(x: Tensor) -> Tensor:
@@ -156,41 +180,39 @@ def anchor_mask(height: int, width: int) -> Tensor:
 
 
 @dataclass
-class _Tables:
-    """CompressAI's coder tables as the lists its rANS coder takes (converted once)."""
+class CoderTables:
+    """An entropy model's integer CDF tables as the rANS coders take them (lists, converted once)."""
 
     cdf: list
     cdf_length: list
     offset: list
 
     @classmethod
-    def of(cls, model: nn.Module) -> _Tables:
-        return cls(model._quantized_cdf.tolist(), model._cdf_length.reshape(-1).int().tolist(),
-                   model._offset.reshape(-1).int().tolist())
+    def of(cls, state: dict[str, Tensor], prefix: str) -> CoderTables:
+        return cls(state[f"{prefix}._quantized_cdf"].tolist(), state[f"{prefix}._cdf_length"].reshape(-1).int().tolist(),
+                   state[f"{prefix}._offset"].reshape(-1).int().tolist())
 
 
 class IntegerPrior:
-    """The exact probability path of a gained hyperprior + checkerboard network.
+    """The exact probability path of a gained hyperprior + checkerboard network, built from its
+    state dict (float32 tensors, the training network's names).
 
-    ``hyper(z_hat, rate)`` turns the decoded hyper-latent into the side
-    parameters; ``code_y`` / ``decode_y`` run the two checkerboard passes,
-    choosing each symbol's table and mean in integers.
+    ``hyper(z_hat, z_gain_inv)`` turns the decoded hyper-latent into the side parameters;
+    ``passes`` runs the two checkerboard passes, choosing each symbol's table and mean in
+    integers and handing them to the coder.
     """
 
-    def __init__(self, net: nn.Module):
-        codec = net.latent_codec
-        hyper, checkerboard = codec["hyper"], codec["y"]
-        self.h_s = IntegerSequential(hyper.h_s, "latent_codec.hyper.h_s")
-        self.entropy_parameters = IntegerSequential(checkerboard.entropy_parameters, "entropy_parameters")
-        ctx = checkerboard.context_prediction
-        self.context = IntegerLayer(ctx, weight=ctx.weight * ctx.mask, name="context_prediction")
-        gaussian = checkerboard.latent_codec["y"]
-        self.conditional = gaussian.gaussian_conditional
-        self.tables = _Tables.of(self.conditional)
-        self.thresholds = self.conditional.scale_table[:-1].double().cpu() * ONE  # exact: float32 × 2**10
-        delta = getattr(gaussian, "delta", None)  # learnable reconstruction centres (``models.centres``)
-        self.delta = None if delta is None else to_fixed(delta.detach()).view(-1, 1)
-        self.channels = net.M
+    def __init__(self, state: dict[str, Tensor]):
+        self.h_s = IntegerSequential(state, HYPER + "h_s", HYPER_SYNTHESIS)
+        self.entropy_parameters = IntegerSequential(state, LATENT + "entropy_parameters", ENTROPY_PARAMETERS)
+        context = state[LATENT + "context_prediction.weight"]
+        self.context = IntegerLayer.of(state, LATENT + "context_prediction", False, checkerboard_mask(context.shape[-1]))
+        self.tables = CoderTables.of(state, GAUSSIAN + "gaussian_conditional")
+        scale_table = state[GAUSSIAN + "gaussian_conditional.scale_table"].float()
+        self.thresholds = scale_table[:-1].double() * ONE  # exact: float32 × 2**10
+        shift = state.get(GAUSSIAN + "centre_shift")  # learnable reconstruction centres (``models.centres``)
+        self.delta = None if shift is None else to_fixed(CENTRE_SHIFT_SCALE * shift.float()).view(-1, 1)
+        self.channels = context.shape[1]
 
     def hyper(self, z_hat: Tensor, z_gain_inv: Tensor) -> Tensor:
         """Side parameters (integers) from the decoded hyper-latent and the rate's ``z_gain_inv`` (float64, (N,))."""
@@ -224,16 +246,15 @@ class IntegerPrior:
             y_hat[0][:, where] = self._reconstruct(q, means)
         return y_hat
 
-    def code_y(self, y: Tensor, side: Tensor) -> tuple[list[bytes], Tensor]:
-        """Code the gained latent ``y`` (float, (1, M, H, W)): (two streams, ŷ as exact integers)."""
+    def code_y(self, y: Tensor, side: Tensor, encode: Coder) -> tuple[list[bytes], Tensor]:
+        """Code the gained latent ``y`` (float, (1, M, H, W)) with ``encode(symbols, indexes, tables)``:
+        (the two streams, ŷ as exact integers)."""
         y = y.detach().double().cpu()
         streams = []
 
         def code_one(index: Tensor, means: Tensor, where: Tensor) -> Tensor:
             q = torch.round(y[0][:, where] - means.double() / ONE).int()
-            streams.append(self.conditional.entropy_coder.encode_with_indexes(
-                q.flatten().tolist(), index.flatten().tolist(), self.tables.cdf, self.tables.cdf_length,
-                self.tables.offset))
+            streams.append(encode(q.flatten().tolist(), index.flatten().tolist(), self.tables))
             return q
 
         return streams, self._passes(side, code_one)
@@ -243,9 +264,8 @@ class IntegerPrior:
         pending = list(streams)
 
         def code_one(index: Tensor, means: Tensor, where: Tensor) -> Tensor:
-            values = self.conditional.entropy_coder.decode_with_indexes(
-                pending.pop(0), index.flatten().tolist(), self.tables.cdf, self.tables.cdf_length,
-                self.tables.offset)
+            values = decode_with_indexes(pending.pop(0), index.flatten().tolist(), self.tables.cdf,
+                                         self.tables.cdf_length, self.tables.offset)
             return torch.tensor(values, dtype=torch.int32).view(index.shape)
 
         return self._passes(side, code_one)
