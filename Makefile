@@ -54,15 +54,19 @@ test: install
 test-all: install
 	$(PY) -m pytest -q
 
+## Every benchmark, then docs/results.md from their pages.  bench_cross_machine reads the
+## packages of `make submission` (out/*/submission); bench_submission runs its own.
 bench: install
 	$(PY) bench/bench_allocate.py
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_models.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_decode_memory.py
-	$(PY) bench/bench_final_layer.py
 	$(PY) bench/bench_weight_precision.py
 	$(PY) bench/bench_integer_prior.py
+	$(PY) bench/bench_submission.py
+	$(PY) bench/bench_cross_machine.py
+	$(PY) bench/results_page.py
 
 lint: install
 	$(VENV)/bin/hadolint Dockerfile
@@ -72,9 +76,12 @@ docker-build:
 	cp /etc/ssl/certs/ca-certificates.crt build/ca.crt 2>/dev/null || : > build/ca.crt
 	docker build --network=host --build-arg BASE=$(BASE) $(DOCKER_BUILD_FLAGS) -t $(IMAGE) .
 
+## Runs as the calling user (outputs are not root's) with the cache mounted, so that a
+## killed container run resumes.
 docker-submission: docker-build
-	mkdir -p $(OUT)-docker
-	docker run --rm --network=host -v "$(CURDIR)/$(OUT)-docker:/out" $(IMAGE)
+	mkdir -p $(OUT)-docker cache-docker
+	docker run --rm --network=host --user "$$(id -u):$$(id -g)" -e USER=clic -e HOME=/tmp \
+		-v "$(CURDIR)/$(OUT)-docker:/out" -v "$(CURDIR)/cache-docker:/app/cache" $(IMAGE)
 
 clean:
-	rm -rf $(OUT) $(OUT)-docker build cache
+	rm -rf $(OUT) $(OUT)-docker build cache cache-docker

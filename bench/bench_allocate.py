@@ -121,7 +121,7 @@ def _at(wide: pd.DataFrame, mode: str, n: int, k: int) -> pd.Series | None:
 
 
 def targets(wide: pd.DataFrame) -> list[str]:
-    """Each target of issue #4: met, or the measured distance."""
+    """Each target: met, or the measured distance."""
     lines = []
     solved = wide["milp_status"].str.contains("Optimal", na=False)
     differ = wide[solved & ~(wide["exact_vs_milp"].abs() <= SAME)]

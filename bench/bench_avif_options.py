@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench_models import cpu_info, load_avg
+from common import cpu_info, load_avg
 from eval.images import load_rgb8
 from eval.metrics import aggregate_psnr, sse
 from pipeline.codecs.classical import avif_options

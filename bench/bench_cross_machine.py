@@ -14,7 +14,6 @@ Writes ``bench/results/cross_machine.md``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import math
@@ -28,14 +27,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench_models import cpu_info, load_avg
-from bench_pipeline import markdown_table
+from common import run_record, write_page
+from common import markdown_table
 from eval.metrics import aggregate_psnr
 from eval.score import score_folders
 from pipeline.package import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 TRACKS = ("lowrate", "hybrid", "transparent", "msssim")
 
 
@@ -98,19 +96,15 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         rows = [row for s in args.submissions for row in compare(s, args.images, args.threads, Path(scratch))]
     table = pd.DataFrame(rows)
-    command = "python bench/bench_cross_machine.py " + " ".join(sys.argv[1:] if argv is None else argv)
     lines = [
         "# Packaged submissions decoded under every instruction-set setting and thread count", "",
-        f"`{command.strip()}`, {datetime.date.today()}; {cpu_info()}; load average at the end {load_avg()}; "
-        f"{time.time() - started:.0f} s.", "",
+        run_record("bench_cross_machine.py", argv, started), "",
         "Reference: the RD table's SSE and the manifest's latent digests, recorded where the package was made.", "",
         markdown_table(table, ".5f"), "",
         f"Largest aggregate PSNR change {table['Δ PSNR dB'].abs().max():.2g} dB, largest per-image change "
         f"{table['max image Δ dB'].max():.2g} dB, over {len(table)} decodes.",
     ]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cross_machine.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_page("cross_machine.md", lines)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Encode-grid throughput: local joblib (1 and 2 jobs) vs a dask LocalCluster of 1 and 2 workers (issue #8).
+"""Encode-grid throughput: local joblib (1 and 2 jobs) vs a dask LocalCluster of 1 and 2 workers.
 
     .venv/bin/python bench/bench_dask.py [--images 12] [--repeats 2]
 

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_models import cpu_info, load_avg
+from common import cpu_info, load_avg
 from models.allocator import SWITCH
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench_models import ladder_report
-from bench_pipeline import markdown_table
-from bench_weight_precision import code, from_weights, rounded_copy
+from common import ladder_report
+from common import markdown_table
+from common import code, from_weights, rounded_copy
 from eval.images import list_images, load_rgb8
 from eval.metrics import aggregate_psnr
 from models.ladder import LadderEntry, load_ladder

@@ -7,7 +7,8 @@ weights: by the float entropy-parameter path (CompressAI's latent codec, which t
 format before version 2 used; its file size is that of the same header around its
 streams) and by the integer path (``models.runtime.integer_prior``, what the codec writes now).
 Both give real files and the encoder's own reconstruction.  Reported per point: bpp and
-aggregate PSNR of each, and the exact allocation at ``--bpp`` over each table.
+aggregate PSNR of each; the Bjøntegaard deltas between the two curves; and the exact
+allocation at ``--bpp`` over each table.
 
 Decoding speed: the integer path's files decoded in this process by the decoding runtime
 (``models.runtime``, what a package ships: pure-Python range decoding, no CompressAI) on
@@ -18,8 +19,6 @@ Decoding speed: the integer path's files decoded in this process by the decoding
 from __future__ import annotations
 
 import argparse
-import datetime
-import sys
 import time
 from pathlib import Path
 
@@ -28,8 +27,9 @@ import pandas as pd
 import torch
 
 import allocate
-from bench_models import cpu_info, load_avg
-from bench_pipeline import markdown_table
+from common import run_record, write_page
+from common import markdown_table
+from eval.bjontegaard import METHODS, bd_psnr, bd_rate
 from eval.images import load_rgb8
 from eval.metrics import aggregate_psnr
 import models.ladder
@@ -39,7 +39,6 @@ from models.ladder import load_ladder
 from models.weights import load_network
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 
 
 def float_path(net: torch.nn.Module, model_id: int, rate: float, image: np.ndarray) -> tuple[int, np.ndarray]:
@@ -83,6 +82,13 @@ def per_point(table: pd.DataFrame) -> pd.DataFrame:
                      "float PSNR": psnr["float"], "integer PSNR": psnr["integer"],
                      "PSNR Δ dB": psnr["integer"] - psnr["float"]})
     return pd.DataFrame(rows)
+
+
+def bjontegaard(points: pd.DataFrame) -> pd.DataFrame:
+    """BD-rate and BD-PSNR of the integer path's curve against the float path's, both fits."""
+    curves = [points[c].to_numpy() for c in ("float bpp", "float PSNR", "integer bpp", "integer PSNR")]
+    return pd.DataFrame([{"fit": method, "BD-rate %": bd_rate(*curves, method), "BD-PSNR dB": bd_psnr(*curves, method)}
+                         for method in METHODS])
 
 
 def allocations(table: pd.DataFrame, bpp: float) -> pd.DataFrame:
@@ -138,20 +144,20 @@ def main(argv: list[str] | None = None) -> None:
     paths = sorted((ROOT / "data" / "kodak").glob("*.png"))[: args.images]
     table = rd_rows(args.ladder, paths)
     points, allocated = per_point(table), allocations(table, args.bpp)
+    deltas = bjontegaard(points)
     speed = decode_speed(args.ladder, paths)
-    command = "python bench/bench_integer_prior.py " + " ".join(sys.argv[1:] if argv is None else argv)
     lines = [
         "# The integer probability path: rate–distortion cost and decoding speed", "",
-        f"`{command.strip()}`, {datetime.date.today()}; {cpu_info()}; load average at the end {load_avg()}; "
-        f"ladder {args.ladder}, first {len(paths)} Kodak images; {time.time() - started:.0f} s.", "",
+        run_record("bench_integer_prior.py", argv, started, f"ladder {args.ladder}, first {len(paths)} Kodak images"),
+        "",
         "## Each ladder point, float path vs integer path (same weights, real files)", "",
         markdown_table(points, ".4f"), "",
+        "Bjøntegaard deltas of the integer path against the float path (eval/bjontegaard.py):", "",
+        markdown_table(deltas, ".4f"), "",
         f"## Exact allocation at {args.bpp} bpp over each table", "", markdown_table(allocated, ".4f"), "",
         "## Decoding speed (integer path, one process)", "", markdown_table(speed, ".3f"),
     ]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "integer_prior.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_page("integer_prior.md", lines)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,43 +38,10 @@ import torch  # noqa: E402
 
 from eval.images import list_images, load_rgb8  # noqa: E402
 from eval.metrics import aggregate_psnr, bpp, msssim_rgb, sse, weighted_msssim  # noqa: E402
+from common import cpu_info, load_avg  # noqa: E402
 
 THREADS = 2
 BUDGET_BPP = 0.15
-
-
-def cpu_info() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {THREADS} torch threads"
-
-
-def load_avg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def ladder_report(title: str, script: str, argv: list[str] | None, doc: str, ladder: str,
-                  images: list[str], body: list[str], started: float) -> str:
-    """A results page: title; the command, date, CPU and load; the method (the script
-    docstring's third paragraph up to "Writes"); each ``body`` block; the wall time."""
-    command = f"python bench/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
-    method = doc.split("\n\n", 2)[2].split("Writes")[0].strip()
-    return "\n".join([
-        f"# {title}", "",
-        f"`{command.strip()}`, {datetime.date.today()}; {cpu_info()}; load average {load_avg()}; "
-        f"ladder {ladder}, images {', '.join(images)}.", "",
-        method, "", *[line for block in body for line in (block, "")],
-        f"Wall time: {time.time() - started:.0f} s.", "",
-    ])
 
 
 def default_weights() -> Path:

@@ -1,6 +1,6 @@
 """Measure the ladder's optional modules against the same network without them.
 
-    python bench/bench_options.py [--steps 500] [--images 24] [--init models/weights/psnr.safetensors]
+    python bench/bench_options.py --data DIR [--data DIR2] [--steps 500] [--images 24] [--init models/weights/psnr.safetensors]
                                   [--variants baseline centres]
 
 Each variant of the psnr ladder (``baseline``: as committed; ``postfilter``:
@@ -24,11 +24,11 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 import models.ladder
-from bench_models import cpu_info, load_avg, measure, summarise
+from bench_models import measure, summarise
+from common import cpu_info, curve_bd_psnr, load_avg
 from eval.images import list_images, load_rgb8
 from models.codec import LearnedCodec
 from models.train import TrainConfig, train
@@ -36,7 +36,6 @@ from models.weights import build, export, load_network
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-DATA = [ROOT.parent / "shared" / "datasets" / "bsds500", ROOT.parent / "shared" / "datasets" / "train_extra"]
 VARIANTS = {
     "baseline": {},
     "postfilter": {"postfilter": True},
@@ -51,17 +50,6 @@ def variant_ladder(folder: Path, flags: dict[str, bool]) -> None:
     assert tomllib.loads(text)["arch"], "the psnr ladder has an [arch] table"
     extra = "".join(f"{k} = {str(v).lower()}\n" for k, v in flags.items())
     (folder / "psnr.toml").write_text(text.replace("[arch]\n", f"[arch]\n{extra}", 1))
-
-
-def bd_psnr(reference: pd.DataFrame, test: pd.DataFrame) -> float:
-    """Bjøntegaard delta PSNR (dB) of ``test`` over ``reference`` (cubic fit in log-rate)."""
-    lo = max(reference["bpp"].min(), test["bpp"].min())
-    hi = min(reference["bpp"].max(), test["bpp"].max())
-    areas = []
-    for curve in (reference, test):
-        poly = np.polyint(np.polyfit(np.log10(curve["bpp"]), curve["psnr"], 3))
-        areas.append(np.polyval(poly, np.log10(hi)) - np.polyval(poly, np.log10(lo)))
-    return float((areas[1] - areas[0]) / (np.log10(hi) - np.log10(lo)))
 
 
 def run_variant(name: str, flags: dict, args: argparse.Namespace, images: dict, tmp: Path) -> pd.DataFrame:
@@ -105,7 +93,7 @@ def report(table: pd.DataFrame, args: argparse.Namespace, n_images: int, variant
                      f"| {r.train_steps_per_s:.2f} |")
     lines += ["", "| variant | BD-PSNR vs baseline (dB) | mean decode s/MP |", "|---|---|---|"]
     for name, rows in table.groupby("variant", sort=False):
-        lines.append(f"| {name} | {bd_psnr(base, rows):+.3f} | {rows['dec_s_per_mp'].mean():.3f} |")
+        lines.append(f"| {name} | {curve_bd_psnr(base, rows):+.3f} | {rows['dec_s_per_mp'].mean():.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,13 +102,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="fine-tuning steps per variant")
     parser.add_argument("--images", type=int, default=24, help="first N Kodak images to code")
     parser.add_argument("--init", type=Path, default=models.ladder.load_ladder("psnr").weights_path())
-    parser.add_argument("--data", type=Path, action="append", default=None, help="training folder (repeatable)")
+    parser.add_argument("--data", type=Path, action="append", required=True, help="training folder (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     variants = ["baseline", *(v for v in args.variants if v != "baseline")]
     stem = "options" if len(variants) == len(VARIANTS) else "_".join(["options", *variants[1:]])
-    args.data = args.data or DATA
     paths = list_images(ROOT / "data" / "kodak")[: args.images]
     images = {p.stem: load_rgb8(p) for p in paths}
     with tempfile.TemporaryDirectory() as tmp:

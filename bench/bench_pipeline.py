@@ -23,16 +23,11 @@ from pipeline.allocation import Budget
 from pipeline.codecs import default_ladder
 from pipeline.plot import candidate_curves
 from pipeline.run import Outcome, Settings, run_submission
+from common import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.md"
 PLOT = RESULTS.with_name("pipeline_rd.png")
-
-
-def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
-    cells = frame.map(lambda v: format(v, floatfmt) if isinstance(v, float) else str(v))
-    return head + "".join("| " + " | ".join(row) + " |\n" for row in cells.itertuples(index=False))
 
 
 def ladder_section(table: pd.DataFrame) -> str:

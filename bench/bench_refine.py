@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench_models import cpu_info, load_avg
-from bench_pipeline import markdown_table
+from common import cpu_info, load_avg
+from common import markdown_table
 from eval.images import list_images, load_rgb8
 from eval.metrics import aggregate_psnr, bpp, sse
 from models.codec import pad_to_multiple, coded_rate, decode_stream, encode_latent, to_tensor

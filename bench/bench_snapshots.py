@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench_models import ladder_report
-from bench_pipeline import markdown_table
-from bench_weight_precision import code
+from common import ladder_report
+from common import markdown_table
+from common import code
 from eval.images import list_images, load_rgb8
 from eval.metrics import aggregate_psnr, bpp
 from models.ladder import LadderEntry, load_ladder

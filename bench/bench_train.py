@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 from models.data import CropSampler  # noqa: E402
 from models.train import TrainConfig, Trainer, bf16_is_fast, bits_per_pixel, distortion  # noqa: E402
+from pipeline.package import cpu_name  # noqa: E402
 
 KODAK = ROOT / "data" / "kodak"
 
@@ -56,16 +57,6 @@ CASES = [
     Case("fp32, channels_last, torch.compile", False, True, 16, 128, compiled=True),
     Case("bf16, channels_last, torch.compile", True, True, 16, 128, compiled=True),
 ]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "?"
 
 
 def default_weights() -> Path | None:

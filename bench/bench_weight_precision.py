@@ -24,56 +24,23 @@ int8 ladder file would store of them (``models.weights.export``, loaded back).
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
-from collections.abc import Collection
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from bench_models import ladder_report
-from bench_options import bd_psnr
-from bench_pipeline import markdown_table
+from common import ladder_report
+from common import code, curve_bd_psnr, exported_copy, from_weights, rounded_copy
+from common import markdown_table
 from eval.images import list_images, load_rgb8
-from eval.metrics import aggregate_psnr, bpp, msssim_rgb, sse, weighted_msssim
-from models.runtime import bitstream
-from models.codec import decode_with, encode_with
+from eval.metrics import aggregate_psnr, bpp, weighted_msssim
 from models.ladder import PRECISIONS, Ladder, load_ladder
-from models.weights import build, dequantize, export, int8_grid, load_into, load_network, load_state, network_tensors
+from models.weights import load_network
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-
-
-def rounded_copy(net: torch.nn.Module, bits: int, names: Collection[str] | None = None) -> torch.nn.Module:
-    """``net`` with each large weight (or only those ``names``) rounded to ``bits`` bits per
-    output channel (``models.weights.int8_grid``, as an int8 export stores them), tables rebuilt."""
-    out = copy.deepcopy(net)
-    with torch.no_grad():
-        for name, param in out.named_parameters():
-            grid = int8_grid(param, bits) if names is None or name in names else None
-            if grid is not None:
-                param.copy_(dequantize(*grid))
-    out.update(force=True)
-    return out
-
-
-def from_weights(ladder: Ladder, path: Path) -> torch.nn.Module:
-    """The network of a weights file or a training checkpoint (float32), its tables rebuilt, ready to code."""
-    net = build(ladder)
-    load_into(net, network_tensors(load_state(path)), path)
-    net.update(force=True)
-    return net.ready_for_coding()
-
-
-def exported_copy(net: torch.nn.Module, ladder: Ladder, precision: str, folder: Path) -> torch.nn.Module:
-    """``net`` as a ladder file of ``precision`` stores it: exported, then loaded back."""
-    path = folder / f"{precision}.safetensors"
-    export(copy.deepcopy(net), replace(ladder, precision=precision), path)
-    return from_weights(ladder, path)
 
 
 def variants(ladder: Ladder, checkpoint: Path | None, bits: list[int], folder: Path) -> dict[str, torch.nn.Module]:
@@ -88,17 +55,6 @@ def variants(ladder: Ladder, checkpoint: Path | None, bits: list[int], folder: P
             f"{precision} file": exported_copy(base, ladder, precision, folder) for precision in PRECISIONS
         }
     return named | {f"int{b} per channel": rounded_copy(base, b) for b in bits}
-
-
-@torch.inference_mode()
-def code(net: torch.nn.Module, ladder, entry, image) -> dict:
-    """One image at one point: real file bytes, the decoded image's SSE (and MS-SSIM)."""
-    data = encode_with(net, ladder.model_id, entry.rate, image)
-    decoded = decode_with(net, *bitstream.parse(data))
-    cell = {"bytes": len(data), "sse": sse(image, decoded)}
-    if ladder.metric == "msssim":
-        cell["msssim"] = msssim_rgb(image, decoded)
-    return cell
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     ])
     reference = curves[curves["variant"] == reference_name]
     summary = pd.DataFrame([
-        {"variant": variant, f"BD-PSNR vs {reference_name} (dB)": bd_psnr(reference, rows),
+        {"variant": variant, f"BD-PSNR vs {reference_name} (dB)": curve_bd_psnr(reference, rows),
          f"bytes vs {reference_name}": rows["bpp"].sum() / reference["bpp"].sum() - 1,
          **({f"MS-SSIM vs {reference_name} (mean over points)": (rows["msssim"].to_numpy() - reference["msssim"].to_numpy()).mean()}
             if with_msssim else {})}

@@ -1,4 +1,4 @@
-"""CLIC leaderboard rows and atomic appends to the leaderboard CSV."""
+"""CLIC leaderboard rows, and the leaderboard CSV: one row per entry, written atomically."""
 
 import csv
 import datetime
@@ -28,7 +28,8 @@ def leaderboard_row(
     decoder_bytes: int | None,
     date: str | None = None,
 ) -> dict[str, object]:
-    """One leaderboard row: PSNR rounded to 4 decimals, MS-SSIM to 6, bpp unrounded.
+    """One leaderboard row: PSNR rounded to 4 decimals, MS-SSIM to 6, bpp to 6, decoding time
+    to whole milliseconds (as a spreadsheet reads them).
 
     MOS comes from human raters and is always left empty; unknown values are empty;
     date is an ISO date (YYYY-MM-DD), today by default.
@@ -45,10 +46,10 @@ def leaderboard_row(
         "MOS": "",
         "MS-SSIM": round(scores.msssim, 6),
         "Images Size (Bytes)": _or_empty(scores.total_bytes),
-        "Decoding Time (ms)": _or_empty(decoding_ms),
+        "Decoding Time (ms)": _or_empty(None if decoding_ms is None else round(decoding_ms)),
         "Decoder Size (Bytes)": _or_empty(decoder_bytes),
         "Date Submitted": day.isoformat(),
-        "bpp": _or_empty(scores.bpp),
+        "bpp": _or_empty(None if scores.bpp is None else round(scores.bpp, 6)),
         "PSNR (per-image mean)": round(scores.psnr_mean_per_image, 4),
     }
 
@@ -71,16 +72,25 @@ def _existing_csv(path: Path) -> str:
 
 
 def append_rows(csv_path: Path, rows: Iterable[Mapping[str, object]]) -> None:
-    """Append rows to the leaderboard CSV atomically; a missing or empty file gets the header first."""
+    """Add rows to the leaderboard CSV atomically; a row replaces an existing row of the same
+    ``Entry`` in place (a rerun updates its entry), others are appended; a missing or empty
+    file gets the header first."""
     path = Path(csv_path)
     rows = list(rows)
     for row in rows:
         if set(row) != set(LEADERBOARD_COLUMNS):
             raise ValueError(f"row keys {sorted(row)} are not the leaderboard columns")
     existing = _existing_csv(path)
+    table = list(csv.DictReader(io.StringIO(existing))) if existing else []
+    position = {row["Entry"]: i for i, row in enumerate(table)}
+    for row in rows:
+        if row["Entry"] in position:
+            table[position[row["Entry"]]] = dict(row)
+        else:
+            position[row["Entry"]] = len(table)
+            table.append(dict(row))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=LEADERBOARD_COLUMNS, lineterminator="\n")
-    if not existing:
-        writer.writeheader()
-    writer.writerows(rows)
-    atomic.write_bytes(path, (existing + out.getvalue()).encode("utf-8"))
+    writer.writeheader()
+    writer.writerows(table)
+    atomic.write_bytes(path, out.getvalue().encode("utf-8"))

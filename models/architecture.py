@@ -16,6 +16,8 @@ rate between the trained points is available without retraining.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn as nn
 from compressai.entropy_models import EntropyBottleneck
@@ -34,13 +36,13 @@ from torch import Tensor
 from .centres import CentredCheckerboardLatentCodec, CentredGaussianLatentCodec
 from .conditional import LeanGaussianConditional
 from .laplacian import LaplacianConditional
-from .runtime.decoder import PAD_MULTIPLE, Decoder, NetworkSpec, synthesise
+from .runtime.decoder import Decoder, NetworkSpec, synthesise
 from .runtime.integer_prior import CoderTables, IntegerPrior, exact_gain, to_float
 from .runtime.synthesis import PostFilter, SubPixelDeconv
 
 # Total down-sampling of g_a (the latent ``y`` is at 1/stride of the image): 16, as in
 # cheng2020, or 8, one stage fewer, for high rates, where a 16×16 block's M channels
-# cap the quality (``bench/results/latent_ceiling.md``).
+# cap the quality (docs/codec.md, Architecture).
 STRIDES = (8, 16)
 # The layers (indices in g_a and g_s) of the stage that stride 16 adds to stride 8.
 STRIDE_16_STAGE = {"g_a": (5, 6), "g_s": (3, 4)}
@@ -185,19 +187,23 @@ class GainedAttentionCheckerboard(CompressionModel):
         self.g_s.to(memory_format=torch.channels_last)
         return self
 
-    def freeze_for_coding(self) -> None:
-        """Build the integer probability path and the decoder once, for weights that will not
-        change again (a loaded ladder); otherwise each coding call builds them from the current weights."""
-        self._frozen = (IntegerPrior(self.state_dict()), self._decoder())
-
     def integer_prior(self) -> IntegerPrior:
-        frozen = getattr(self, "_frozen", None)
-        return frozen[0] if frozen else IntegerPrior(self.state_dict())
+        """The exact probability path of the current weights (:mod:`models.runtime.integer_prior`)."""
+        return self._coding_parts()[0]
 
     def decoder(self) -> Decoder:
-        """The decoding runtime (:mod:`models.runtime`) for these weights: what a packaged decoder runs."""
-        frozen = getattr(self, "_frozen", None)
-        return frozen[1] if frozen else self._decoder()
+        """The decoding runtime (:mod:`models.runtime`) for the current weights: what a packaged decoder runs."""
+        return self._coding_parts()[1]
+
+    def _coding_parts(self) -> tuple[IntegerPrior, Decoder]:
+        """Built once per version of the weights: a copy (new tensors) or an in-place change
+        (a tensor's version counter) builds them again, so they never code with stale weights."""
+        key = tuple((id(t), t._version) for t in itertools.chain(self.parameters(), self.buffers()))
+        cached = self.__dict__.get("_coding_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, IntegerPrior(self.state_dict()), self._decoder())
+            self.__dict__["_coding_cache"] = cached
+        return cached[1], cached[2]
 
     def _decoder(self) -> Decoder:
         postfilter = isinstance(self.g_s[-1], PostFilter)

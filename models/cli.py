@@ -15,12 +15,9 @@ from .weights import (
     BadWeightsError, build, export, load_into, load_state, network_tensors, weights_metadata, weights_note,
 )
 
-DEFAULT_DATA = [Path("../shared/datasets/bsds500"), Path("../shared/datasets/train_extra")]
-
-
 def train_command(
     data: list[Path] = typer.Option(
-        DEFAULT_DATA, "--data", help="Folder of training images (repeat the option for several)."
+        ..., "--data", help="Folder of training images (repeat the option for several)."
     ),
     ladder: str = typer.Option("psnr", help="Ladder file (models/ladders/NAME.toml) whose network to train."),
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoint and log.", show_default="runs/LADDER"),

@@ -21,7 +21,7 @@ import torch
 from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
-from .architecture import PAD_MULTIPLE
+from .runtime.decoder import PAD_MULTIPLE
 from .data import CropSampler, TrainingError
 from .ladder import Ladder, load_ladder
 from .weights import (

@@ -28,10 +28,12 @@ from .allocator import keep_freed_memory
 from .architecture import GainedAttentionCheckerboard  # noqa: F401  (registers the model)
 from .ladder import Ladder, LadderFileError
 from .runtime.decoder import SCALE_SUFFIX, dequantize
+from .runtime.safetensors import BadWeightsFileError
 
 
-class BadWeightsError(ValueError):
-    """A weights file that is missing, unreadable or does not fit its ladder."""
+class BadWeightsError(BadWeightsFileError):
+    """A weights file that is missing, unreadable or does not fit its ladder (the decoding
+    runtime's error, so one ``except`` catches both)."""
 
 
 # Buffers fixed by the architecture, not by training: not stored, rebuilt by ``build``.
@@ -249,8 +251,7 @@ def load_network(ladder: Ladder, weights_dir: Path | None = None) -> torch.nn.Mo
         net = build(ladder)
         load_into(net, state, path, decoder_only=decoder_only)
         net.decoder_only, net.weights_path = decoder_only, path
-        net.ready_for_coding().freeze_for_coding()
-        return net
+        return net.ready_for_coding()
 
 
 def check_can_encode(net: torch.nn.Module) -> None:

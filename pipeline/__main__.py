@@ -1,4 +1,4 @@
-"""``python -m pipeline …``: the ``clic`` command without installing the project (e.g. on a lent GPU machine)."""
+"""``python -m pipeline …``: the ``clic`` command without installing the project."""
 
 from .cli import app
 

@@ -8,6 +8,7 @@ shows the traceback instead.
 from __future__ import annotations
 
 import functools
+from importlib import metadata
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -19,13 +20,13 @@ import allocate
 from allocate.cli import app as allocate_app
 from eval.cli import eval_command, format_scores
 from eval.errors import EvalInputError, one_line_errors, show_tracebacks
-from models.runtime.bitstream import BadStreamError
 from models.cli import export_command, ladders_command, shift_down_command, train_command, widen_command
 from models.data import TrainingError
 from models.extend import ShiftError
 from models.ladder import UnknownLadderError
+from models.runtime.bitstream import BadStreamError
+from models.runtime.safetensors import BadWeightsFileError
 from models.widen import WidenError
-from models.weights import BadWeightsError
 
 from .allocation import DEFAULT_BPP, Budget, Target, Transparent
 from .codecs import LADDERS, default_ladder
@@ -36,23 +37,33 @@ from .verify import verify
 
 EXPECTED_ERRORS = (
     PipelineError, EvalInputError, allocate.BadTableError, allocate.InfeasibleError,
-    allocate.NoSolutionError, OSError, BadStreamError, BadWeightsError, UnknownLadderError,
+    allocate.NoSolutionError, OSError, BadStreamError, BadWeightsFileError, UnknownLadderError,
     TrainingError, ShiftError, WidenError,
 )
 BUNDLED_IMAGES = Path("data") / "kodak"  # in the repository (editable install) or the working folder
 
 
+WORKFLOW, TOOLS = "Workflow", "Training and ladder tools"  # the two groups of `clic --help`
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Learned-image-compression challenge submissions: encode grid, exact bit allocation, "
     "packaging, verification, CLIC scoring.",
 )
-app.add_typer(allocate_app, name="allocate", help="Exact bit allocation over an RD table.")
-app.command("eval")(eval_command)
+
+
+def print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"clicpack {metadata.version('clicpack')}")
+        raise typer.Exit()
+
 
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", envvar="CLIC_DEBUG", help="Show tracebacks instead of one-line errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     show_tracebacks(debug)  # every command's error handler, set per invocation
 
@@ -71,13 +82,6 @@ def guarded(command: Callable[..., None]) -> Callable[..., None]:
             command(*args, **kwargs)
 
     return wrapper
-
-
-app.command("train")(guarded(train_command))
-app.command("shift-down")(guarded(shift_down_command))
-app.command("widen")(guarded(widen_command))
-app.command("export")(guarded(export_command))
-app.command("ladders")(guarded(ladders_command))
 
 
 def resolve_images(images: Path | None) -> Path:
@@ -132,7 +136,7 @@ WorkersOpt = Annotated[
 ]
 
 
-@app.command("encode")
+@app.command("encode", rich_help_panel=WORKFLOW)
 def encode_command(
     images: ImagesOpt = None,
     out: OutOpt = Path("out"),
@@ -150,7 +154,7 @@ def encode_command(
         typer.echo(f"{len(grid.table)} cells ({grid.encoded} encoded now) -> {table_path}")
 
 
-@app.command("submission")
+@app.command("submission", rich_help_panel=WORKFLOW)
 def submission_command(
     images: ImagesOpt = None,
     out: OutOpt = Path("out"),
@@ -181,17 +185,28 @@ def submission_command(
         run_submission(settings, log=typer.echo)
 
 
-@app.command("verify")
+@app.command("verify", rich_help_panel=WORKFLOW)
 def verify_command(
     submission: Annotated[Path, typer.Argument(help="A packaged submission folder (decoder/, images/, manifest.json).")],
     images: ImagesOpt = None,
-    out: Annotated[Path, typer.Option(help="Where the decoded PNGs go (OUT/decoded).")] = Path("out"),
+    out: Annotated[Optional[Path], typer.Option(help="Output folder: the decoded PNGs go to OUT/decoded "
+                                                "(default: beside the package).")] = None,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
     """Decode a submission in a fresh process (or shards on a cluster), score it, check it against its RD table."""
     with expected_errors(), connect(scheduler, workers, typer.echo) as client:
+        out = submission.absolute().parent if out is None else out
         result = verify(submission, resolve_images(images), out / "decoded", decoder_for(client))
         typer.echo(format_scores(result.scores))
         typer.echo(f"check: {result.agreement.describe()}")
         typer.echo(f"decoding time: {result.decoding_ms:.0f} ms; decoder: {result.decoder_bytes} bytes")
+
+
+app.add_typer(allocate_app, name="allocate", help="Exact bit allocation over an RD table.", rich_help_panel=WORKFLOW)
+app.command("eval", rich_help_panel=WORKFLOW)(eval_command)
+app.command("ladders", rich_help_panel=WORKFLOW)(guarded(ladders_command))
+app.command("train", rich_help_panel=TOOLS)(guarded(train_command))
+app.command("export", rich_help_panel=TOOLS)(guarded(export_command))
+app.command("widen", rich_help_panel=TOOLS)(guarded(widen_command))
+app.command("shift-down", rich_help_panel=TOOLS)(guarded(shift_down_command))

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 import models.codec as codec
 from eval.images import load_rgb8
 from models.runtime import bitstream
-from models.architecture import PAD_MULTIPLE, SubPixelDeconv
+from models.runtime.decoder import PAD_MULTIPLE
+from models.runtime.synthesis import SubPixelDeconv
 from models.conditional import LeanGaussianConditional
 from models.runtime.bitstream import BadStreamError, Header
 from models.runtime.decoder import latent_shapes

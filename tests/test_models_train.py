@@ -298,22 +298,3 @@ def test_training_on_a_gpu_checkpoints_and_exports_weights_the_cpu_loads(ladders
     for name, p in trainer.net.named_parameters():
         assert torch.equal(net.get_parameter(name), p.detach().cpu().half().float()), name
     assert Trainer(config(tmp_path, steps=3, device="cpu")).step == 3  # a GPU checkpoint resumes on the CPU
-
-
-def test_the_device_training_script_trains_and_leaves_weights_and_log_in_out(ladders, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "out"
-    out.mkdir()
-    env = os.environ | dict(OUT=str(out), DEVICE="cpu", DATA=str(KODAK), RUN_DIR=str(tmp_path / "run"),
-                            PYTHON=sys.executable, CLIC_LADDER_DIR=str(ladders))
-    done = subprocess.run(["bash", "tools/device_train.sh", "train", "tiny", "0.02", "--crop", "64", "--batch", "2",
-                           "--threads", "1"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    note = weights_note(out / "tiny.safetensors")  # "step N": N steps in the 1.2 s allowed
-    assert note.startswith("step ") and int(note.split()[1]) >= 1
-    assert (out / "train.log").is_file()
-    load_network(models.ladder.load_ladder("tiny"), out)

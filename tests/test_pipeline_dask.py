@@ -1,4 +1,4 @@
-"""The encode grid and decode-verify on a dask cluster (issue #8), against the local run.
+"""The encode grid and decode-verify on a dask cluster, against the local run.
 
 One module cluster (``distributed.connect(workers=2)``: two one-thread worker
 processes on loopback) serves every test.  The grid is the hybrid ladder (the

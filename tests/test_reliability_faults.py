@@ -1,4 +1,4 @@
-"""Issue #6, faults: SIGKILL at several moments, disk full, read-only output, two runs on one cache.
+"""Reliability, faults: SIGKILL at several moments, disk full, read-only output, two runs on one cache.
 
 The kill test runs ``clic submission`` as a real process on three Kodak crops and
 eight classical candidates, kills it with SIGKILL at four moments (mid-encode, right

@@ -1,4 +1,4 @@
-"""Issue #6, bad input: every entry point answers each corpus entry with one line, exit 2.
+"""Reliability, bad input: every entry point answers each corpus entry with one line, exit 2.
 
 Entry points: ``clic submission``, ``clic encode``, ``clic eval``, ``clic train``,
 ``clic allocate solve|tune`` (in-process, typer's runner) and the packaged

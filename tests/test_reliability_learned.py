@@ -1,4 +1,4 @@
-"""Issue #6 with a learned network: determinism (1 vs 2 torch threads, fresh processes),
+"""Reliability with a learned network: determinism (latents on 1 and 2 torch threads, fresh processes),
 the bad-bitstream corpus against the packaged decoder, and what that decoder touches.
 
 A module fixture trains a tiny ladder (N=16, M=24) a few steps on Kodak crops, exports

@@ -33,20 +33,24 @@ def decode_with_indexes(data: bytes, indexes: list[int], cdfs: list[list[int]], 
     end = len(words)
     state, pos = words[0] | (words[1] << 32), 2
     mask = (1 << PRECISION) - 1
+    tables = [(cdf, length, length - 2, offset) for cdf, length, offset in zip(cdfs, cdf_lengths, offsets)]
+    find = bisect_right
     out = []
+    append = out.append
     for index in indexes:
-        cdf, length = cdfs[index], cdf_lengths[index]
+        cdf, length, escape, offset = tables[index]
         slot = state & mask
-        symbol = bisect_right(cdf, slot, 0, length) - 1
+        symbol = find(cdf, slot, 0, length) - 1
         start = cdf[symbol]
         state = (cdf[symbol + 1] - start) * (state >> PRECISION) + slot - start
         if state < STATE_LOW:
             if pos == end:
                 raise ValueError("rANS stream ends early")
-            state, pos = (state << 32) | words[pos], pos + 1
-        if symbol == length - 2:  # the escape symbol: the value follows in bypass chunks
-            (symbol, state, pos) = _bypass(words, state, pos, symbol)
-        out.append(symbol + offsets[index])
+            state = (state << 32) | words[pos]
+            pos += 1
+        if symbol == escape:  # the escape symbol: the value follows in bypass chunks
+            symbol, state, pos = _bypass(words, state, pos, symbol)
+        append(symbol + offset)
     return out
 
 
