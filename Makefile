@@ -15,7 +15,7 @@ BASE    ?= python:3.11-slim
 IMAGE   ?= clicpack:latest
 DOCKER_BUILD_FLAGS ?=
 
-.PHONY: deps install submission transparent test test-all bench lint docker-build docker-submission clean
+.PHONY: deps install submission submission-2021 transparent test test-all bench lint docker-build docker-submission clean
 
 # Dependencies first (torch, then pyproject's dependencies + dev extras), so
 # that the Docker layer holding them does not depend on the project's code.
@@ -46,6 +46,11 @@ submission: install
 	$(CLIC) submission --images $(IMAGES) --out $(OUT)/hybrid --ladder hybrid --refine $(REFINE) --leaderboard $(OUT)/leaderboard.csv
 	$(CLIC) submission --images $(IMAGES) --out $(OUT)/transparent --transparent --refine $(REFINE) --leaderboard $(OUT)/leaderboard.csv
 	$(CLIC) submission --images $(IMAGES) --out $(OUT)/msssim --ladder msssim --objective msssim --refine $(REFINE) --leaderboard $(OUT)/leaderboard.csv
+
+## CLIC 2021 onward: the three targets of one test set from one grid (the same cache):
+##   clic2021/decoder.zip, clic2021/<target>bpp/data.zip (+ each target's submission/)
+submission-2021: install
+	$(CLIC) submission --images $(IMAGES) --out $(OUT)/clic2021 --bpp 0.075,0.15,0.3 --layout clic2021 --refine $(REFINE) --leaderboard $(OUT)/leaderboard.csv
 
 test: install
 	$(PY) -m pytest -q -m "not slow"

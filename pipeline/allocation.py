@@ -26,6 +26,15 @@ class Budget:
     def describe(self) -> str:
         return f"budget {self.bytes} bytes" if self.bytes is not None else f"budget {self.bpp:g} bpp"
 
+    @property
+    def tag(self) -> str:
+        """A folder name for this target's submission among several."""
+        return f"{self.bytes}B" if self.bytes is not None else f"{self.bpp:g}bpp"
+
+    def less(self, table: pd.DataFrame, overhead: int) -> Budget:
+        """This cap less ``overhead`` bytes (a container's structure that counts against it)."""
+        return Budget(bytes=self.cap(table) - overhead)
+
 
 @dataclass(frozen=True)
 class Transparent:
@@ -36,6 +45,13 @@ class Transparent:
 
     def describe(self) -> str:
         return f"transparent PSNR>={self.psnr:g} MS-SSIM>={self.msssim:g}"
+
+    @property
+    def tag(self) -> str:
+        return f"psnr{self.psnr:g}-msssim{self.msssim:g}"
+
+    def less(self, table: pd.DataFrame, overhead: int) -> Transparent:
+        return self  # no cap: the container's bytes are counted, not constrained
 
 
 Target = Budget | Transparent

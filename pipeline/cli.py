@@ -95,17 +95,32 @@ def resolve_images(images: Path | None) -> Path:
     return found
 
 
-def resolve_target(
-    bpp: float | None, n_bytes: int | None, transparent: bool, psnr: float, msssim: float
-) -> Target:
-    """The allocation target from the mode options (a bpp budget by default)."""
+def numbers(text: str | None, kind: type, option: str) -> list:
+    """A comma-separated list of non-negative numbers (``0.075,0.15,0.3``); PipelineError otherwise."""
+    if text is None:
+        return []
+    try:
+        values = [kind(part) for part in text.split(",")]
+    except ValueError:
+        raise PipelineError(f"{option} takes a number or a comma-separated list of numbers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise PipelineError(f"{option} must not be negative, got {text!r}")
+    return values
+
+
+def resolve_targets(
+    bpp: str | None, n_bytes: str | None, transparent: bool, psnr: float, msssim: float
+) -> tuple[Target, ...]:
+    """The allocation targets from the mode options (one bpp budget by default; lists give several)."""
     if transparent:
         if bpp is not None or n_bytes is not None:
             raise PipelineError("--transparent takes --psnr/--msssim targets, not --bpp/--bytes")
-        return Transparent(psnr, msssim)
+        return (Transparent(psnr, msssim),)
     if bpp is not None and n_bytes is not None:
         raise PipelineError("give --bpp or --bytes, not both")
-    return Budget(bytes=n_bytes) if n_bytes is not None else Budget(bpp=DEFAULT_BPP if bpp is None else bpp)
+    if n_bytes is not None:
+        return tuple(Budget(bytes=b) for b in numbers(n_bytes, int, "--bytes"))
+    return tuple(Budget(bpp=b) for b in numbers(bpp, float, "--bpp")) or (Budget(bpp=DEFAULT_BPP),)
 
 
 ImagesOpt = Annotated[
@@ -161,8 +176,9 @@ def submission_command(
     cache: CacheOpt = Path("cache"),
     ladder: LadderOpt = None,
     refine: RefineOpt = 0,
-    bpp: Annotated[Optional[float], typer.Option(min=0, help=f"Budget: bits per pixel of the whole set (default {DEFAULT_BPP}).")] = None,
-    n_bytes: Annotated[Optional[int], typer.Option("--bytes", min=0, help="Budget: total bytes of all image files.")] = None,
+    bpp: Annotated[Optional[str], typer.Option(help=f"Budget: bits per pixel of the whole set (default {DEFAULT_BPP}); "
+                                               "a list (0.075,0.15,0.3) makes one submission per target.")] = None,
+    n_bytes: Annotated[Optional[str], typer.Option("--bytes", help="Budget: total bytes of all image files (or a list).")] = None,
     transparent: Annotated[bool, typer.Option("--transparent", help="Fewest bytes meeting --psnr and --msssim instead of a budget.")] = False,
     psnr: Annotated[float, typer.Option(help="Transparent mode: minimum aggregate PSNR in dB.")] = 40.0,
     msssim: Annotated[float, typer.Option(help="Transparent mode: minimum pixel-weighted MS-SSIM.")] = 0.993,
@@ -172,17 +188,40 @@ def submission_command(
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     entry: Annotated[Optional[str], typer.Option(help="Leaderboard entry name (default: names ladder, mode and budget).")] = None,
-    leaderboard: Annotated[Optional[Path], typer.Option(help="Leaderboard CSV to append to (default: OUT/leaderboard.csv).")] = None,
+    leaderboard: Annotated[Optional[Path], typer.Option(help="Leaderboard CSV to add the rows to (default: OUT/leaderboard.csv).")] = None,
+    layout: Annotated[str, typer.Option(help="clic2019: the submission/ folder; clic2021: also OUT/decoder.zip and "
+                                        "a data.zip per target, verified as the organisers' server would.")] = "clic2019",
 ) -> None:
-    """Build a verified submission: encode → allocate → package → verify → report."""
+    """Build verified submissions: encode once → allocate, package, verify, report each target."""
     with expected_errors():
         settings = Settings(
             images=resolve_images(images), out=out, cache=cache, ladder=ladder or default_ladder(transparent),
-            target=resolve_target(bpp, n_bytes, transparent, psnr, msssim), refine=refine, objective=objective,
+            targets=resolve_targets(bpp, n_bytes, transparent, psnr, msssim), refine=refine, objective=objective,
             solver=solver, n_jobs=n_jobs, scheduler=scheduler, workers=workers, entry=entry,
-            leaderboard=leaderboard,
+            leaderboard=leaderboard, layout=layout,
         )
         run_submission(settings, log=typer.echo)
+
+
+@app.command("compare", rich_help_panel=WORKFLOW)
+def compare_command(
+    tables: Annotated[list[Path], typer.Argument(help="RD tables (rd.csv: a curve per family) or leaderboard CSVs "
+                                                 "(a curve each).")],
+    anchor: Annotated[Optional[str], typer.Option(help="The curve the others are measured against (default: the first), "
+                                                  "e.g. avif.")] = None,
+    bpp: Annotated[str, typer.Option(help="Targets of the side-by-side table.")] = "0.075,0.15,0.3",
+    out: Annotated[Path, typer.Option(help="Output folder of the plot (compare.png).")] = Path("out"),
+) -> None:
+    """Compare RD curves: Bjøntegaard delta rate and PSNR against an anchor, one plot, PSNR at each target."""
+    from .compare import compare  # matplotlib: only here
+
+    with expected_errors():
+        plot = out / "compare.png"
+        deltas, targets = compare(tables, anchor, numbers(bpp, float, "--bpp"), plot)
+        typer.echo(deltas.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        typer.echo("")
+        typer.echo(targets.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        typer.echo(f"plot: {plot}")
 
 
 @app.command("verify", rich_help_panel=WORKFLOW)

@@ -150,19 +150,22 @@ def write_images(folder: Path, chosen: pd.DataFrame, store: CellStore) -> dict[s
 
 
 def package(
-    dest: Path, allocation: allocate.Allocation, store: CellStore, rd_table: Path, request: dict
+    dest: Path, allocation: allocate.Allocation, store: CellStore, rd_table: Path, request: dict,
+    decoder_candidates: list[str] | None = None,
 ) -> dict:
     """Build ``dest`` (the submission folder) from an allocation; return its manifest.
 
     ``request`` describes what was asked (ladder, mode, budget or targets) and is
-    recorded verbatim beside the allocation's certificate.
+    recorded verbatim beside the allocation's certificate.  ``decoder_candidates``: what
+    the decoder must decode (default: the chosen candidates; several targets pass the
+    union of theirs, so that they share one decoder).
     """
     chosen = allocation.chosen.sort_values("image")
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic.remove_debris(dest.parent)  # temporary files and folders of killed runs
     build = atomic.temp_sibling(dest)
     try:
-        write_decoder(build / "decoder", chosen["candidate"].tolist())
+        write_decoder(build / "decoder", decoder_candidates or chosen["candidate"].tolist())
         files = write_images(build / "images", chosen, store)
         latents = latent_digests(chosen, store)
         manifest = {

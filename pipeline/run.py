@@ -1,26 +1,39 @@
-"""The whole submission run: encode → allocate → package → verify → report, timed per stage."""
+"""The whole submission run: encode → allocate → package → verify → report, timed per stage.
+
+One run may serve several targets (CLIC since 2021: 0.075, 0.15 and 0.3 bpp on one
+test set): the grid is encoded once, then each target is allocated, packaged, verified
+and reported on its own, every package with the same decoder (the union of what the
+targets chose), so that one decoder serves them all.  ``layout = "clic2021"`` also
+writes ``decoder.zip`` and one ``data.zip`` per target (:mod:`pipeline.layout`) and
+verifies them as the organisers' server would.
+"""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import allocate
 from eval import atomic
 from eval.images import list_images
+from eval.score import score_folders
+from eval.metrics import bpp
 
-from .allocation import Target, check_options, request, solve
+from .allocation import Budget, Target, check_options, request, solve
 from .codecs import ladder_candidates, with_refinement
 from .distributed import connect, decoder_for, prepare_workers
+from .errors import PipelineError
 from .grid import GridResult, run_grid
+from .layout import DATA_ZIP, DECODER_ZIP, LAYOUTS, data_zip_overhead, run_as_server, write_data_zip, write_decoder_zip
 from .package import package
-from .parallel import Jobs
+from .parallel import Jobs, one_torch_thread
 from .paths import check_layout
 from .report import ReportFiles, report
-from .verify import Verification, verify
+from .verify import PSNR_TOLERANCE_DB, Verification, verify
 
 
 @dataclass(frozen=True)
@@ -31,7 +44,9 @@ class Settings:
     out: Path
     cache: Path
     ladder: str
-    target: Target
+    target: Target | None = None  # one target: shorthand for targets=(target,)
+    targets: tuple[Target, ...] = ()  # several: each gets OUT/<target tag>/
+    layout: str = "clic2019"  # or "clic2021": decoder.zip + a data.zip per target (``pipeline.layout``)
     refine: int = 0  # latent-refinement steps for learned candidates (models.refine); 0: off
     objective: str = "sse"
     solver: str = "exact"
@@ -43,30 +58,71 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_options(self.objective, self.solver)
+        targets = self.targets or ((self.target,) if self.target is not None else ())
+        if not targets:
+            raise PipelineError("no allocation target given")
+        if len({t.tag for t in targets}) != len(targets):
+            raise PipelineError(f"a target is given twice: {', '.join(t.describe() for t in targets)}")
+        if self.layout not in LAYOUTS:
+            raise PipelineError(f"unknown layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
+        object.__setattr__(self, "targets", tuple(targets))
 
-    @property
-    def entry_name(self) -> str:
+    def entry_name(self, target: Target) -> str:
+        """The leaderboard entry of one target: the given name (with the target if there are
+        several), or one naming ladder, refinement and target."""
+        if self.entry:
+            return self.entry if len(self.targets) == 1 else f"{self.entry} {target.describe()}"
         refined = f" refine{self.refine}" if self.refine > 0 else ""
-        return self.entry or f"clicpack {self.ladder}{refined} {self.target.describe()}"
+        return f"clicpack {self.ladder}{refined} {target.describe()}"
+
+    def folder(self, target: Target) -> Path:
+        """Where one target's submission, decoded images and report go."""
+        return self.out if len(self.targets) == 1 else self.out / target.tag
+
+
+@dataclass
+class Entry:
+    """What one target produced."""
+
+    target: Target
+    folder: Path
+    allocation: object
+    verification: Verification
+    files: ReportFiles
 
 
 @dataclass
 class Outcome:
-    """What a run produced, with the wall time of each stage in seconds."""
+    """What a run produced, with the wall time of each stage in seconds (summed over targets)."""
 
     grid: GridResult
     table_path: Path
-    allocation: object
-    verification: Verification
-    files: ReportFiles
+    entries: list[Entry]
     stage_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def allocation(self) -> object:
+        return self._only().allocation
+
+    @property
+    def verification(self) -> Verification:
+        return self._only().verification
+
+    @property
+    def files(self) -> ReportFiles:
+        return self._only().files
+
+    def _only(self) -> Entry:
+        if len(self.entries) != 1:
+            raise ValueError(f"{len(self.entries)} targets: read outcome.entries")
+        return self.entries[0]
 
 
 @contextmanager
 def timed(stage_s: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
-    stage_s[stage] = time.perf_counter() - start
+    stage_s[stage] = stage_s.get(stage, 0.0) + time.perf_counter() - start
 
 
 def encode(
@@ -102,22 +158,64 @@ def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
     with timed(stage_s, "encode"):
         grid, table_path = encode(s.images, s.ladder, s.cache, s.out, s.n_jobs if client is None else client, s.refine)
     log(f"encode: {len(grid.table)} cells ({grid.encoded} encoded now) -> {table_path}")
+    table = allocate.load_rd_table(table_path)
+    overhead = data_zip_overhead(sorted(table["image"].unique())) if s.layout == "clic2021" else 0
+    allocations = []
     with timed(stage_s, "allocate"):
-        allocation = solve(allocate.load_rd_table(table_path), s.target, s.objective, s.solver)
-    log(f"allocate: {s.target.describe()}: {allocation.total_bytes} bytes, {allocation.bpp:.4f} bpp, "
-        f"gap {allocation.gap:g} ({allocation.solver}, {allocation.wall_s:.2f} s)")
-    submission = s.out / "submission"
-    with timed(stage_s, "package"):
-        manifest = package(submission, allocation, grid.store, table_path,
-                           request(s.ladder, s.target, s.objective, s.solver))
-    log(f"package: {submission} (images {manifest['images_bytes']} B, decoder {manifest['decoder_bytes']} B)")
-    with timed(stage_s, "verify"):
-        verification = verify(submission, s.images, s.out / "decoded", decoder_for(client))
-    scores = verification.scores
-    log(f"verify: PSNR {scores.psnr:.4f} dB, MS-SSIM {scores.msssim:.6f}, {scores.bpp:.4f} bpp, "
-        f"decoded in {verification.decoding_ms:.0f} ms; {verification.agreement.describe()}")
-    with timed(stage_s, "report"):
-        files = report(s.out, grid.table, verification, s.entry_name,
-                       s.leaderboard or s.out / "leaderboard.csv")
-    log(f"report: {files.leaderboard}, {files.per_image}, {files.plot}")
-    return Outcome(grid, table_path, allocation, verification, files, stage_s)
+        for target in s.targets:
+            allocation = solve(table, target.less(table, overhead), s.objective, s.solver)
+            allocations.append(allocation)
+            log(f"allocate: {target.describe()}{f' (less {overhead} B of zip structure)' if overhead else ''}: "
+                f"{allocation.total_bytes} bytes, {allocation.bpp:.4f} bpp, gap {allocation.gap:g} "
+                f"({allocation.solver}, {allocation.wall_s:.2f} s)")
+    decoder_needs = sorted({c for a in allocations for c in a.chosen["candidate"]})  # one decoder for all targets
+    entries = []
+    for target, allocation in zip(s.targets, allocations):
+        folder = s.folder(target)
+        submission = folder / "submission"
+        with timed(stage_s, "package"):
+            manifest = package(submission, allocation, grid.store, table_path,
+                               request(s.ladder, target, s.objective, s.solver) | {"layout": s.layout},
+                               decoder_candidates=decoder_needs)
+        log(f"package: {submission} (images {manifest['images_bytes']} B, decoder {manifest['decoder_bytes']} B)")
+        with timed(stage_s, "verify"):
+            verification = verify(submission, s.images, folder / "decoded", decoder_for(client))
+            if s.layout == "clic2021":
+                verification = _verify_as_server(s, target, table, folder, verification)
+        scores = verification.scores
+        log(f"verify: PSNR {scores.psnr:.4f} dB, MS-SSIM {scores.msssim:.6f}, {scores.bpp:.4f} bpp, "
+            f"decoded in {verification.decoding_ms:.0f} ms; {verification.agreement.describe()}")
+        with timed(stage_s, "report"):
+            files = report(folder, grid.table, verification, s.entry_name(target),
+                           s.leaderboard or s.out / "leaderboard.csv")
+        log(f"report: {files.leaderboard}, {files.per_image}, {files.plot}")
+        entries.append(Entry(target, folder, allocation, verification, files))
+    return Outcome(grid, table_path, entries, stage_s)
+
+
+def _verify_as_server(s: Settings, target: Target, table, folder: Path, verification: Verification) -> Verification:
+    """The CLIC 2021 layout of a verified package: ``decoder.zip`` (written by the first target,
+    the same bytes for every one) and this target's ``data.zip``, unzipped and decoded in a
+    fresh folder as the organisers would.  Each decoded image must be the package's (within
+    the rounding tolerance of ``pipeline.verify``), the data zip within the cap; the scores
+    are the server decode's, with the data zip's size as the bytes that count."""
+    decoder_zip = s.out / DECODER_ZIP
+    if target == s.targets[0]:
+        write_decoder_zip(folder / "submission" / "decoder", decoder_zip)
+    data_zip = folder / DATA_ZIP
+    size = write_data_zip(folder / "submission" / "images", data_zip)
+    cap = target.cap(table) if isinstance(target, Budget) else None
+    if cap is not None and size > cap:
+        raise PipelineError(f"{data_zip}: {size} bytes, over the {target.describe()} cap of {cap} bytes")
+    try:
+        decoded, decoding_ms = run_as_server(decoder_zip, data_zip, folder / ".server")
+        with one_torch_thread():
+            server = score_folders(s.images, decoded)
+    finally:
+        shutil.rmtree(folder / ".server", ignore_errors=True)
+    package_psnr = verification.scores.per_image.set_index("image")["psnr"]
+    for image, psnr in server.per_image.set_index("image")["psnr"].items():
+        if not abs(psnr - package_psnr[image]) <= PSNR_TOLERANCE_DB:
+            raise PipelineError(f"{image}: ./decode from the zips gives {psnr:.4f} dB, the package {package_psnr[image]:.4f}")
+    scores = replace(server, total_bytes=size, bpp=bpp(size, server.total_pixels))
+    return replace(verification, scores=scores, decoding_ms=decoding_ms, decoder_bytes=decoder_zip.stat().st_size)

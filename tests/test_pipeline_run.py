@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from pipeline.cli import app
 from pipeline.codecs import get_codec
 from pipeline.decode_program import decode_bytes
 from pipeline.errors import PipelineError
+from pipeline.layout import data_zip_overhead
 from pipeline.grid import run_grid
 from pipeline.package import package, read_manifest
 from pipeline.verify import verify
@@ -232,3 +234,68 @@ def test_cli_submission_runs_every_stage(images, tmp_path):
     assert manifest["request"] == {"ladder": "classical", "mode": "budget", "bpp": 0.6, "bytes": None,
                                    "objective": "sse", "solver": "exact"}
     assert np.isclose(manifest["allocation"]["bpp"], board["bpp"].iloc[0])
+
+
+def test_three_targets_in_one_run_share_the_grid_and_one_decoder_zip(committed_psnr_weights, images, tmp_path):
+    """``--bpp 0.3,0.6,1.2 --layout clic2021`` with the committed psnr ladder beside JPEG (three
+    small crops: the zip's 316 bytes of structure are 0.07 bpp of them): one grid, three
+    verified submissions, one decoder.zip, a data.zip per target under its cap, decoded as the
+    organisers' server would, one leaderboard row each."""
+    out = tmp_path / "out"
+    args = ["submission", "--images", str(images), "--out", str(out), "--cache", str(tmp_path / "cache"),
+            "--ladder", "psnr,jpeg-q8,jpeg-q35", "--bpp", "0.3,0.6,1.2", "--layout", "clic2021", "--n-jobs", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("encode:") == 1 and result.output.count("verify:") == 3
+    pixels = sum(load_rgb8(p).shape[0] * load_rgb8(p).shape[1] for p in images.iterdir())
+    board = pd.read_csv(out / "leaderboard.csv").set_index("Entry")
+    decoders = set()
+    learned = []
+    for bpp in (0.3, 0.6, 1.2):
+        folder = out / f"{bpp:g}bpp"
+        data = folder / "data.zip"
+        images_bytes = sum(p.stat().st_size for p in (folder / "submission" / "images").iterdir())
+        assert data.stat().st_size == images_bytes + data_zip_overhead([p.stem for p in images.iterdir()])
+        assert data.stat().st_size <= int(bpp * pixels / 8)  # the cap holds on the bytes that count
+        row = board.loc[f"clicpack psnr,jpeg-q8,jpeg-q35 budget {bpp:g} bpp"]
+        assert row["Images Size (Bytes)"] == data.stat().st_size
+        assert row["Decoder Size (Bytes)"] == (out / "decoder.zip").stat().st_size
+        chosen = pd.read_csv(folder / "per_image.csv")
+        assert len(chosen) == len(CROPS)
+        learned.append(chosen["candidate"].str.startswith("learned-psnr").any())
+        decoders.add(tuple(sorted((p.relative_to(folder).as_posix(), p.read_bytes())
+                                  for p in (folder / "submission" / "decoder").rglob("*") if p.is_file())))
+    assert learned[0]  # the learned ladder wins where it reaches
+    assert len(decoders) == 1  # every target's package has the same decoder, byte for byte
+    with zipfile.ZipFile(out / "decoder.zip") as archive:
+        entry = archive.getinfo("decode")
+        assert (entry.external_attr >> 16) & 0o111  # executable
+        assert "decode.py" in archive.namelist() and "runtime/decoder.py" in archive.namelist()
+
+
+def test_a_list_of_bpp_targets_with_bytes_or_a_repeated_target_is_refused(images, tmp_path):
+    for extra, message in ((["--bpp", "0.1,x"], "comma-separated"), (["--bpp", "0.1,0.1"], "given twice"),
+                           (["--bpp", "0.1", "--bytes", "100"], "not both")):
+        result = CliRunner().invoke(app, ["submission", "--images", str(images), "--out", str(tmp_path), *extra])
+        assert result.exit_code == 2 and message in result.stderr, result.stderr
+
+
+def test_compare_prints_the_bd_rate_of_a_family_against_another(tmp_path):
+    """Two families in one RD table, the second using 0.9× the bytes of the first at the same
+    SSE on every image: BD-rate exactly -10 % (both fits), BD-PSNR positive; and a plot."""
+    rows = []
+    for image in ("a", "b"):
+        for q, (size, sse_value) in enumerate([(300, 9e6), (600, 5e6), (1200, 3e6), (2400, 2e6), (4800, 1.5e6)]):
+            rows.append({"image": image, "candidate": f"ref-q{q}", "family": "ref", "bytes": size,
+                         "pixels": 10000, "sse": sse_value, "msssim": 0.9})
+            rows.append({"image": image, "candidate": f"new-q{q}", "family": "new", "bytes": size * 9 // 10,
+                         "pixels": 10000, "sse": sse_value, "msssim": 0.9})
+    table = write_table(pd.DataFrame(rows), tmp_path / "rd.csv")
+    result = CliRunner().invoke(app, ["compare", str(table), "--anchor", "ref", "--bpp", "0.3,0.6",
+                                      "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    line = next(l for l in result.output.splitlines() if l.strip().startswith(f"{tmp_path.name}/new"))
+    values = [float(v) for v in line.split()[2:]]  # BD-rate, BD-PSNR (cubic), BD-rate, BD-PSNR (pchip)
+    assert values[0] == pytest.approx(-10.0, abs=1e-6) and values[2] == pytest.approx(-10.0, abs=1e-6)
+    assert values[1] > 0 and values[3] > 0
+    assert "PSNR @ 0.3 bpp" in result.output and (tmp_path / "cmp" / "compare.png").stat().st_size > 0
