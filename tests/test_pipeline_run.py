@@ -232,7 +232,7 @@ def test_cli_submission_runs_every_stage(images, tmp_path):
     assert (out / "rd.png").stat().st_size > 0
     manifest = json.loads((out / "submission" / "manifest.json").read_text())
     assert manifest["request"] == {"ladder": "classical", "mode": "budget", "bpp": 0.6, "bytes": None,
-                                   "objective": "sse", "solver": "exact"}
+                                   "objective": "sse", "solver": "exact", "layout": "clic2019"}
     assert np.isclose(manifest["allocation"]["bpp"], board["bpp"].iloc[0])
 
 
