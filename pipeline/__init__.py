@@ -17,7 +17,7 @@
            │                                             ▼
            │                         package.package ──► out/submission/
            │                                               decoder/  decode.py (= decode_program.py)
-           │                                                         [+ models/ + weights/ if learned]
+           │                                                         [+ runtime/ ladders/ weights/ if learned]
            │                                               images/   <image>.<ext>, the chosen bitstreams
            │                                               manifest.json  choice, certificate, rd.csv sha256,
            │                                                              versions, decoder bytes
@@ -25,11 +25,12 @@
            │                                             ▼
            └──────────────────────────► verify.verify: python -I decoder/decode.py images/ out/decoded/
                                           (fresh process, timed) → eval.score.score_folders on the PNGs;
-                                          every image's SSE must equal its RD cell's, else exit 2
+                                          learned latents must be the encoder's, every image's PSNR
+                                          its RD cell's (within rounding), else exit 2
                                                          │
                                                          ▼
                                          report.report ──► leaderboard.csv row, per_image.csv, rd.png
 
-``run.run_submission`` chains the stages (and times them); ``cli`` is the
-command line.  Expected failures raise :class:`~pipeline.errors.PipelineError`.
+``run.run_submission`` chains the stages (and times them), once per target when
+several are asked (``layout``: the CLIC 2021 zips); ``cli`` is the command line.  Expected failures raise :class:`~pipeline.errors.PipelineError`.
 """
