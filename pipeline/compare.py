@@ -9,7 +9,6 @@ BD-rate and BD-PSNR against it (``eval.bjontegaard``, cubic and piecewise-cubic 
 
 from __future__ import annotations
 
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from allocate import RD_COLUMNS
-from eval import atomic
 from eval.bjontegaard import METHODS, bd_psnr, bd_rate
 
 from .errors import PipelineError
-from .plot import candidate_curves
+from .plot import candidate_curves, save_png
 
 LEADERBOARD = ("Entry", "bpp", "PSNR")
 
@@ -86,10 +84,7 @@ def plot_curves(curves: dict[str, pd.DataFrame], path: Path) -> None:
     ax.set(xscale="log", xlabel="bits per pixel (aggregate)", ylabel="PSNR [dB] (aggregate)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic.write_bytes(path, buffer.getvalue())
+    save_png(fig, path)
 
 
 def compare(paths: list[Path], anchor: str | None, targets: list[float], plot: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

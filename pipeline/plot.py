@@ -45,6 +45,11 @@ def plot_rd(table: pd.DataFrame, chosen: pd.DataFrame, path: Path, title: str) -
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    save_png(fig, path)
+
+
+def save_png(fig: Figure, path: Path) -> None:
+    """Lay the figure out and write it as a PNG, atomically."""
     fig.tight_layout()
     buffer = BytesIO()
     fig.savefig(buffer, format="png")
