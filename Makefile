@@ -59,8 +59,13 @@ test: install
 test-all: install
 	$(PY) -m pytest -q
 
-## Every benchmark, then docs/results.md from their pages.  bench_cross_machine reads the
-## packages of `make submission` (out/*/submission); bench_submission runs its own.
+## Every benchmark, then docs/results.md from their pages: each page in bench/results/ is
+## written by one line below (tests/test_bench_scripts.py checks that none is left out).
+## bench_cross_machine reads the packages of `make submission` (out/*/submission);
+## bench_submission runs its own.  Studies that fine-tune or read a training checkpoint
+## run when their input is given: TRAIN_DATA=DIR (training images) and
+## TRANSPARENT_CHECKPOINT=FILE (the transparent ladder's float32 checkpoint).  The training
+## log (training_progress.*) gets a row from bench/training_progress.py after each training run.
 bench: install
 	$(PY) bench/bench_allocate.py
 	$(PY) bench/bench_pipeline.py
@@ -68,9 +73,24 @@ bench: install
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_decode_memory.py
 	$(PY) bench/bench_weight_precision.py
+	$(PY) bench/bench_weight_precision.py --ladder msssim --bits 8
 	$(PY) bench/bench_integer_prior.py
+	$(PY) bench/bench_refine.py --images 4 --points 3 --lr 0.002 0.01 --decay 1 0.93 --steps 10 25 50
+	$(PY) bench/bench_avif_options.py
+	$(PY) bench/choose_points.py --ladder psnr --rates 0 0.5 1 1.25 1.5 1.625 1.75 1.875 2 2.25 2.5 3 4
+	$(PY) bench/choose_points.py --ladder msssim
+	$(PY) bench/bench_dask.py --images 10 --repeats 2
 	$(PY) bench/bench_submission.py
 	$(PY) bench/bench_cross_machine.py
+ifdef TRAIN_DATA
+	$(PY) bench/bench_options.py --data $(TRAIN_DATA)
+	$(PY) bench/bench_options.py --data $(TRAIN_DATA) --variants baseline centres
+	$(PY) bench/bench_options.py --data $(TRAIN_DATA) --variants baseline laplacian
+endif
+ifdef TRANSPARENT_CHECKPOINT
+	$(PY) bench/bench_int8_sensitivity.py --ladder transparent --weights $(TRANSPARENT_CHECKPOINT)
+	$(PY) bench/bench_weight_precision.py --ladder transparent --checkpoint $(TRANSPARENT_CHECKPOINT) --bits
+endif
 	$(PY) bench/results_page.py
 
 lint: install

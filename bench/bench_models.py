@@ -37,8 +37,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from eval.images import list_images, load_rgb8  # noqa: E402
-from eval.metrics import aggregate_psnr, bpp, msssim_rgb, sse, weighted_msssim  # noqa: E402
-from common import cpu_info, load_avg  # noqa: E402
+from eval.metrics import aggregate_psnr, bpp, msssim_rgb, weighted_msssim  # noqa: E402
+from common import cpu_info, load_avg, measure, summarise  # noqa: E402
 
 THREADS = 2
 BUDGET_BPP = 0.15
@@ -47,42 +47,6 @@ BUDGET_BPP = 0.15
 def default_weights() -> Path:
     committed = ROOT / "models" / "weights" / "psnr.safetensors"
     return committed if committed.is_file() else ROOT / "runs" / "psnr" / "export.safetensors"
-
-
-# -- measuring one candidate on every image ------------------------------------------------
-
-def measure(codec, images: dict[str, np.ndarray], with_msssim: bool) -> list[dict]:
-    warm = next(iter(images.values()))[:64, :64]
-    codec.decode(codec.encode(np.ascontiguousarray(warm)))  # load weights, first-call set-up: not timed
-    rows = []
-    for name, image in images.items():
-        t0 = time.perf_counter()
-        data = codec.encode(image)
-        t1 = time.perf_counter()
-        decoded = codec.decode(data)
-        t2 = time.perf_counter()
-        if decoded.shape != image.shape:
-            raise RuntimeError(f"{codec.name} on {name}: decoded shape {decoded.shape} != {image.shape}")
-        rows.append({
-            "image": name, "candidate": codec.name, "family": codec.family, "bytes": len(data),
-            "pixels": image.shape[0] * image.shape[1], "sse": sse(image, decoded),
-            "msssim": msssim_rgb(image, decoded) if with_msssim else np.nan,
-            "encode_s": t1 - t0, "decode_s": t2 - t1,
-        })
-    return rows
-
-
-def summarise(rows: pd.DataFrame) -> dict:
-    pixels = int(rows["pixels"].sum())
-    mp = pixels / 1e6
-    ms = rows["msssim"].to_numpy()
-    return {
-        "bpp": bpp(int(rows["bytes"].sum()), pixels),
-        "psnr": aggregate_psnr(float(rows["sse"].sum()), pixels),
-        "msssim": weighted_msssim(ms, rows["pixels"].to_numpy()) if not np.isnan(ms).any() else np.nan,
-        "enc_s_per_mp": rows["encode_s"].sum() / mp,
-        "dec_s_per_mp": rows["decode_s"].sum() / mp,
-    }
 
 
 def learned_codecs(weights: Path, workdir: Path):

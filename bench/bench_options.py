@@ -27,8 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 import models.ladder
-from bench_models import measure, summarise
-from common import cpu_info, curve_bd_psnr, load_avg
+from common import cpu_info, curve_bd_psnr, load_avg, measure, summarise
 from eval.images import list_images, load_rgb8
 from models.codec import LearnedCodec
 from models.train import TrainConfig, train

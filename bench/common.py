@@ -16,11 +16,12 @@ from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from eval.bjontegaard import bd_psnr
-from eval.metrics import msssim_rgb, sse
+from eval.metrics import aggregate_psnr, bpp, msssim_rgb, sse, weighted_msssim
 from models.codec import decode_with, encode_with
 from models.ladder import Ladder
 from models.runtime import bitstream
@@ -124,3 +125,39 @@ def write_page(name: str, lines: list[str]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / name).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def measure(codec, images: dict[str, np.ndarray], with_msssim: bool) -> list[dict]:
+    """One row per image for ``codec``: real bytes, SSE, MS-SSIM (optional) and encode/decode seconds."""
+    warm = next(iter(images.values()))[:64, :64]
+    codec.decode(codec.encode(np.ascontiguousarray(warm)))  # load weights, first-call set-up: not timed
+    rows = []
+    for name, image in images.items():
+        t0 = time.perf_counter()
+        data = codec.encode(image)
+        t1 = time.perf_counter()
+        decoded = codec.decode(data)
+        t2 = time.perf_counter()
+        if decoded.shape != image.shape:
+            raise RuntimeError(f"{codec.name} on {name}: decoded shape {decoded.shape} != {image.shape}")
+        rows.append({
+            "image": name, "candidate": codec.name, "family": codec.family, "bytes": len(data),
+            "pixels": image.shape[0] * image.shape[1], "sse": sse(image, decoded),
+            "msssim": msssim_rgb(image, decoded) if with_msssim else np.nan,
+            "encode_s": t1 - t0, "decode_s": t2 - t1,
+        })
+    return rows
+
+
+def summarise(rows: pd.DataFrame) -> dict:
+    """The set-level bpp, aggregate PSNR, pixel-weighted MS-SSIM and seconds per megapixel of ``measure`` rows."""
+    pixels = int(rows["pixels"].sum())
+    mp = pixels / 1e6
+    ms = rows["msssim"].to_numpy()
+    return {
+        "bpp": bpp(int(rows["bytes"].sum()), pixels),
+        "psnr": aggregate_psnr(float(rows["sse"].sum()), pixels),
+        "msssim": weighted_msssim(ms, rows["pixels"].to_numpy()) if not np.isnan(ms).any() else np.nan,
+        "enc_s_per_mp": rows["encode_s"].sum() / mp,
+        "dec_s_per_mp": rows["decode_s"].sum() / mp,
+    }

@@ -1,4 +1,4 @@
-"""One row per training session: how the learned ladder does on Kodak so far.
+"""One row per training run: how the learned ladder does on Kodak so far.
 
     python bench/training_progress.py --steps 12345 [--weights models/weights/psnr.safetensors]
 
@@ -102,13 +102,13 @@ def plot(history: pd.DataFrame, path: Path) -> None:
 
 
 def projection(history: pd.DataFrame, steps_per_hour: float) -> str:
-    """Where a log-linear trend of allocated PSNR vs steps meets the AVIF ladder (needs >= 2 sessions)."""
+    """Where a log-linear trend of allocated PSNR vs steps meets the AVIF ladder (needs >= 2 runs)."""
     if history["steps"].nunique() < 2:
-        return "one session so far: no trend yet"
+        return "one run so far: no trend yet"
     slope, intercept = np.polyfit(np.log(history["steps"]), history["learned PSNR @0.15"], 1)
     target = float(history["AVIF PSNR @0.15"].iloc[-1])
     gap = target - float(history["learned PSNR @0.15"].iloc[-1])
-    line = (f"trend {slope:+.3f} dB per e-fold of steps (log-linear fit over {len(history)} sessions); "
+    line = (f"trend {slope:+.3f} dB per e-fold of steps (log-linear fit over {len(history)} runs); "
             f"gap to AVIF {gap:.3f} dB")
     if slope <= 0:
         return line + "; the trend does not close it"

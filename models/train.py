@@ -259,7 +259,7 @@ def training_device(name: str) -> torch.device:
 def bf16_is_fast(device: torch.device) -> bool:
     """Whether bfloat16 autocast speeds training up here: on GPUs that support it
     and on CPUs with bfloat16 instructions (AVX512-BF16 or AMX).  Elsewhere torch
-    emulates it, 2× slower than float32 (bench/results/train_xeon.md)."""
+    emulates it, slower than float32 (`python bench/bench_train.py` times both here)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":

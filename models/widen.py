@@ -1,7 +1,7 @@
 """Start a ladder from another one's trained network: wider latent, other λ.
 
 The transparent ladder needs more latent channels (M) and far higher λ than the
-low-rate one, and training it from scratch on a CPU would take many sessions.
+low-rate one, and training it from scratch on a CPU would take days.
 ``widen_state`` carries a trained network over instead:
 
 - every tensor keeps its trained values in its old channels; a new input
