@@ -12,7 +12,7 @@ ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CH
 # python3 + venv + make (a bare Debian base has none of them; python:*-slim has python).
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends make ca-certificates \
+ && apt-get install -y --no-install-recommends make ca-certificates libheif-examples \
  && if ! command -v python3 >/dev/null; then apt-get install -y --no-install-recommends python3 python3-venv; fi \
  && rm -rf /var/lib/apt/lists/*
 

@@ -24,6 +24,8 @@ with one code path.
 What it touches: it reads the regular files directly in INPUT_DIR (hidden files
 and sub-folders are ignored; symbolic links are refused, so it reads nothing
 outside INPUT_DIR) and, for learned streams, its own ``runtime/``, ``ladders/`` and ``weights/``.
+A command-line decoder runs without a shell, with a timeout, in a hidden scratch
+folder inside OUTPUT_DIR (removed afterwards), given only its input and output paths.
 It writes only ``OUTPUT_DIR/<stem>.png`` (and the ``--latents`` file), each under a temporary name first and
 then renamed (a link already there is replaced, never written through), so an
 interrupted run leaves no half-written PNG.  Any bad input ends the run with one
@@ -36,7 +38,9 @@ import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import uuid
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -83,6 +87,80 @@ def decode_classical(data: bytes, fmt: str) -> np.ndarray:
         raise UndecodableError(f"corrupt {fmt} file ({' '.join(str(exc).split())})") from None
 
 
+COMMANDS_FILE = "commands.json"  # the command-line codecs this decoder ships, if any
+PIXEL_FORMATS = {"png": "PNG", "ppm": "PPM"}  # what a command-line codec reads and writes, for Pillow
+
+
+def shipped_commands() -> list[dict]:
+    """The command-line codecs beside this program (``commands.json``), or none."""
+    path = HERE / COMMANDS_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def command_for(data: bytes, commands: list[dict]) -> dict | None:
+    """The command-line codec whose magic bytes ``data`` carries, if any."""
+    for spec in commands:
+        magic, offset = spec["magic"].encode("latin-1"), spec["magic_offset"]
+        if data[offset:offset + len(magic)] == magic:
+            return spec
+    return None
+
+
+def fill(template: list[str], **values: str) -> list[str]:
+    """A command line from its template: ``{input}``, ``{output}``, ``{param}`` replaced."""
+    argv = []
+    for arg in template:
+        for key, value in values.items():
+            arg = arg.replace("{" + key + "}", value)
+        argv.append(arg)
+    return argv
+
+
+def run_command(argv: list[str], workdir: Path, timeout_s: float) -> None:
+    """Run one codec command: no shell, no input, ``workdir`` as its folder and home, a time limit;
+    any failure is a ValueError with the program's last line of complaint."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "LC_ALL": "C"}
+    try:
+        done = subprocess.run(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout_s)
+    except FileNotFoundError:
+        raise UndecodableError(f"program {argv[0]} not found") from None
+    except subprocess.TimeoutExpired:
+        raise UndecodableError(f"{Path(argv[0]).name} ran past its {timeout_s:g} s limit") from None
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
+        raise UndecodableError(f"{Path(argv[0]).name} exited with status {done.returncode}"
+                               + (f": {said[-1]}" if said else ""))
+
+
+def program_path(name: str, program_dir: Path | None) -> str:
+    """A command's program: the copy in ``program_dir`` (a package's ``bin/``) if given, else from PATH."""
+    if program_dir is not None:
+        path = program_dir / Path(name).name
+        if not path.is_file():
+            raise UndecodableError(f"decoder program {path.name} missing from {program_dir}")
+        if not os.access(path, os.X_OK):
+            raise UndecodableError(f"{path} is not executable (unpack the decoder keeping file permissions)")
+        return str(path)
+    found = shutil.which(name)
+    if found is None:
+        raise UndecodableError(f"program {name} not found on PATH")
+    return found
+
+
+def decode_command(data: bytes, spec: dict, program_dir: Path | None, scratch: Path | None = None) -> np.ndarray:
+    """Decode one file with a command-line codec's decoder, in a fresh folder under ``scratch``."""
+    with tempfile.TemporaryDirectory(prefix=".decode-", dir=scratch) as tmp:
+        work = Path(tmp)
+        source, target = work / f"in.{spec['suffix']}", work / f"out.{spec['output']}"
+        source.write_bytes(data)
+        argv = fill(spec["decode"], input=source.name, output=target.name)
+        run_command([program_path(argv[0], program_dir), *argv[1:]], work, spec["timeout_s"])
+        if not target.is_file():
+            raise UndecodableError(f"{Path(argv[0]).name} wrote no {target.name}")
+        return decode_classical(target.read_bytes(), PIXEL_FORMATS[spec["output"]])
+
+
 def decode_learned(data: bytes, weights_dir: Path | None) -> tuple[np.ndarray, str]:
     """Decode a learned bitstream with the ``runtime`` package beside this file: (image, latent digest)."""
     if not (HERE / "runtime").is_dir():
@@ -102,10 +180,17 @@ def decode_bytes(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
     return decode_with_latent(data, weights_dir)[0]
 
 
-def decode_with_latent(data: bytes, weights_dir: Path | None = None) -> tuple[np.ndarray, str | None]:
-    """:func:`decode_bytes` and the latent digest of a learned stream (None for a classical file)."""
+def decode_with_latent(data: bytes, weights_dir: Path | None = None,
+                       scratch: Path | None = None) -> tuple[np.ndarray, str | None]:
+    """:func:`decode_bytes` and the latent digest of a learned stream (None for any other file);
+    ``scratch``: where a command-line decoder gets its temporary folder."""
     fmt = sniff_format(data)
-    return (decode_classical(data, fmt), None) if fmt else decode_learned(data, weights_dir)
+    if fmt:
+        return decode_classical(data, fmt), None
+    spec = command_for(data, shipped_commands())
+    if spec is not None:
+        return decode_command(data, spec, HERE / "bin", scratch), None
+    return decode_learned(data, weights_dir)
 
 
 def input_files(src: Path) -> list[Path]:
@@ -179,7 +264,7 @@ def decode_file(path: Path, dst: Path, threads: int = 1) -> str | None:
 
         torch.set_num_threads(threads)
     try:
-        image, digest = decode_with_latent(data, HERE / "weights")
+        image, digest = decode_with_latent(data, HERE / "weights", scratch=dst)
     except ValueError as exc:
         raise UndecodableError(f"{path.name}: {' '.join(str(exc).split())}") from None
     write_png(image, dst / f"{path.stem}.png")

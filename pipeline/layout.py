@@ -17,6 +17,7 @@ Zips are deterministic: sorted entries, fixed dates and permissions.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -100,8 +101,8 @@ def _write_zip(dest: Path, members: list[tuple[str, bytes, int]], compress: bool
 
 def write_decoder_zip(decoder: Path, dest: Path) -> None:
     """``decoder.zip``: every file of the package's ``decoder/`` plus the ``decode`` entry point."""
-    members = [(p.relative_to(decoder).as_posix(), p.read_bytes(), 0o644)
-               for p in sorted(decoder.rglob("*")) if p.is_file()]
+    members = [(p.relative_to(decoder).as_posix(), p.read_bytes(), 0o755 if os.access(p, os.X_OK) else 0o644)
+               for p in sorted(decoder.rglob("*")) if p.is_file()]  # a shipped decoder program stays executable
     _write_zip(dest, [*members, ("decode", ENTRY_POINT.encode("utf-8"), 0o755)], compress=True)
 
 

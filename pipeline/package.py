@@ -39,7 +39,7 @@ from eval import atomic
 
 from . import decode_program
 from .cache import CellStore
-from .codecs import learned
+from .codecs import command, learned
 from .errors import PipelineError
 from .parallel import GRID_TORCH_THREADS
 from .paths import is_plain_name, plain_name
@@ -120,9 +120,11 @@ GUARANTEE = {
 
 
 def write_decoder(folder: Path, candidates: list[str]) -> None:
-    """The decode program, plus the learned decoder and its weights if any candidate needs them."""
+    """The decode program, plus the decoder programs of command-line codecs and the learned
+    decoder with its weights if any candidate needs them."""
     folder.mkdir(parents=True)
     shutil.copyfile(decode_program.__file__, folder / "decode.py")
+    command.write_decoders(folder, candidates)
     weights = learned.weight_files(candidates)
     if not weights:
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..errors import PipelineError
-from . import classical, learned
+from . import classical, command, learned
 from .base import Codec
 
 LADDERS = ("learned", "classical", "hybrid")
@@ -33,7 +33,8 @@ def ladder_candidates(ladder: str) -> list[str]:
     """Candidate names of a ladder: ``learned``, ``classical`` or ``hybrid`` (both), a
     learned ladder file's name (``psnr``, ``msssim``: ``models/ladders/NAME.toml``), one
     classical family (``jpeg``, ``webp``, ``avif``, ``avif444``, ``j2k``), one candidate name
-    (``avif-q30``), or a comma-separated list of any of these (``transparent,classical``,
+    (``avif-q30``), a command-line codec family (``heif``: ``pipeline/codecs/command.py``), or a
+    comma-separated list of any of these (``transparent,classical``,
     ``jpeg-q35,avif-q30``), each candidate once."""
     ladder = ladder.strip()
     if "," in ladder:
@@ -50,11 +51,13 @@ def ladder_candidates(ladder: str) -> list[str]:
         return learned.candidate_names() + classical.candidate_names()
     elif ladder in classical.FAMILIES:
         return classical.candidate_names(ladder)
+    elif ladder in command.families():
+        return command.candidate_names(ladder)
     elif "-" in ladder:
         return [get_codec(ladder).name]  # PipelineError for an unknown candidate; avif-q030 -> avif-q30
     raise PipelineError(
         f"unknown ladder {ladder!r}; choose one of "
-        f"{', '.join(LADDERS + tuple(learned.ladder_names()) + tuple(classical.FAMILIES))} "
+        f"{', '.join(LADDERS + tuple(learned.ladder_names()) + tuple(classical.FAMILIES) + tuple(command.families()))} "
         "or list them and candidates (transparent,classical or jpeg-q35,avif-q30)"
     )
 
@@ -67,4 +70,6 @@ def with_refinement(candidates: list[str], steps: int) -> list[str]:
 @lru_cache(maxsize=None)
 def get_codec(name: str) -> Codec:
     """The codec of one candidate name, built once per process."""
-    return learned.make_codec(name) if learned.is_learned(name) else classical.make_codec(name)
+    if learned.is_learned(name):
+        return learned.make_codec(name)
+    return command.make_codec(name) if command.is_command(name) else classical.make_codec(name)
