@@ -1,4 +1,5 @@
-"""``clic train``, ``shift-down``, ``widen``, ``export`` and ``ladders``: train, move, store and list ladders."""
+"""``clic train``, ``shift-down``, ``widen``, ``export``, ``import`` and ``ladders``: train, move, store,
+import and list ladders."""
 
 from __future__ import annotations
 
@@ -104,6 +105,24 @@ def export_command(
     load_into(net, network_tensors(load_state(weights)), weights)
     export(net, lad, out, note=f"{weights_note(weights)} (stored again in {lad.precision})")
     typer.echo(f"{out}: {ladder} in {lad.precision}, {out.stat().st_size:,} B")
+
+
+def import_command(
+    architecture: str = typer.Option(..., help="CompressAI zoo architecture: bmshj2018-factorized, "
+                                     "bmshj2018-hyperprior or mbt2018-mean."),
+    checkpoint: list[Path] = typer.Option(..., "--checkpoint", help="One checkpoint per rung, lowest rate first "
+                                          "(repeat the option): a state dict, or a dict holding 'state_dict'."),
+    name: str = typer.Option(..., help="Name of the new ladder (its candidates: learned-NAME-q1, ...)."),
+    metric: str = typer.Option("mse", help="What the checkpoints were trained for: mse or msssim."),
+    model_id: Optional[int] = typer.Option(None, help="Model id in the file headers (1-255).",
+                                           show_default="the next free one from 16"),
+) -> None:
+    """Import CompressAI checkpoints as a ladder: safetensors weights and a ladder file, then use --ladder NAME."""
+    from .zoo_import import import_checkpoints
+
+    weights, ladder = import_checkpoints(architecture, checkpoint, name, metric, model_id)
+    typer.echo(f"{ladder}: ladder {name!r}, {len(checkpoint)} rungs; weights {weights} "
+               f"({weights.stat().st_size:,} B). Use: clic submission --ladder {name}")
 
 
 def _measured(bpp: float | None) -> str:

@@ -16,6 +16,7 @@ decoder ships a copy without the tensors only an encoder uses
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -66,7 +67,8 @@ ENCODER_ONLY_TENSORS = ("y_gain", "z_gain")
 
 
 def is_encoder_only(name: str) -> bool:
-    return name.startswith(ENCODER_ONLY_PREFIXES) or name in ENCODER_ONLY_TENSORS
+    name = re.sub(r"^rung\d+\.", "", name)  # an imported ladder's rungs (``models.runtime.zoo``)
+    return name.startswith(ENCODER_ONLY_PREFIXES + ("h_a.",)) or name in ENCODER_ONLY_TENSORS
 
 
 def write_decoder_weights(source: Path, dest: Path) -> None:

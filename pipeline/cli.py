@@ -20,7 +20,9 @@ import allocate
 from allocate.cli import app as allocate_app
 from eval.cli import eval_command, format_scores
 from eval.errors import EvalInputError, one_line_errors, show_tracebacks
-from models.cli import export_command, ladders_command, shift_down_command, train_command, widen_command
+from models.cli import (
+    export_command, import_command, ladders_command, shift_down_command, train_command, widen_command,
+)
 from models.data import TrainingError
 from models.extend import ShiftError
 from models.ladder import UnknownLadderError
@@ -245,6 +247,7 @@ def verify_command(
 app.add_typer(allocate_app, name="allocate", help="Exact bit allocation over an RD table.", rich_help_panel=WORKFLOW)
 app.command("eval", rich_help_panel=WORKFLOW)(eval_command)
 app.command("ladders", rich_help_panel=WORKFLOW)(guarded(ladders_command))
+app.command("import", rich_help_panel=WORKFLOW)(guarded(import_command))
 app.command("train", rich_help_panel=TOOLS)(guarded(train_command))
 app.command("export", rich_help_panel=TOOLS)(guarded(export_command))
 app.command("widen", rich_help_panel=TOOLS)(guarded(widen_command))

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import bitstream
+from . import bitstream, zoo
 from .bitstream import BadStreamError, Header
 from .integer_prior import HYPER, CoderTables, IntegerPrior, exact_gain, to_float
 from .rans import decode_with_indexes
 from .safetensors import BadWeightsFileError, read_safetensors
 from .synthesis import synthesis
+from .zoo import ZooDecoder
 
 PAD_MULTIPLE = 64  # images are padded to this (the largest stride 16 times h_a's 4)
 SCALE_SUFFIX = ":scale"  # "<parameter>:scale": the per-output-channel step of an int8 parameter
@@ -40,6 +41,7 @@ class NetworkSpec:
     M: int
     stride: int
     postfilter: bool
+    architecture: str = "gained-attn-checkerboard"  # or "compressai:NAME" (``zoo``)
 
     @classmethod
     def read(cls, path: Path) -> NetworkSpec:
@@ -47,7 +49,7 @@ class NetworkSpec:
             raw = tomllib.load(f)
         arch = raw["arch"]
         return cls(int(raw["model_id"]), raw["weights"], int(arch.get("N", 96)), int(arch.get("M", 128)),
-                   int(arch.get("stride", 16)), bool(arch.get("postfilter", False)))
+                   int(arch.get("stride", 16)), bool(arch.get("postfilter", False)), raw["architecture"])
 
 
 def network_specs(ladder_dir: Path) -> dict[int, NetworkSpec]:
@@ -145,11 +147,13 @@ def synthesise(g_s: torch.nn.Module, y_hat: torch.Tensor, y_gain_inv: torch.Tens
 
 
 @lru_cache(maxsize=8)
-def _decoder(spec: NetworkSpec, weights: Path, size: int, mtime_ns: int) -> Decoder:
+def _decoder(spec: NetworkSpec, weights: Path, size: int, mtime_ns: int) -> Decoder | ZooDecoder:
+    if spec.architecture.startswith(zoo.PREFIX):
+        return ZooDecoder(spec.architecture, float_state(read_safetensors(weights)), weights)
     return Decoder.from_file(spec, weights)
 
 
-def decoder_for(model_id: int, ladder_dir: Path, weights_dir: Path) -> Decoder:
+def decoder_for(model_id: int, ladder_dir: Path, weights_dir: Path) -> Decoder | ZooDecoder:
     """The decoder of a model id (cached per process and weights file version)."""
     spec = network_specs(ladder_dir).get(model_id)
     if spec is None:

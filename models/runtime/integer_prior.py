@@ -114,16 +114,23 @@ def leaky_relu(a: Tensor) -> Tensor:
     return torch.where(a >= 0, a, (a * LEAKY_NUMERATOR) >> LEAKY_SHIFT)
 
 
-class IntegerSequential:
-    """Layers (``"conv"`` or ``"transposed"``, at their index) with an integer LeakyReLU between them."""
+def relu(a: Tensor) -> Tensor:
+    return a.clamp(min=0)
 
-    def __init__(self, state: dict[str, Tensor], prefix: str, kinds: tuple[str, ...]):
+
+class IntegerSequential:
+    """Layers (``"conv"`` or ``"transposed"``, at their index) with an integer activation
+    (LeakyReLU unless told) between them, and after the last one if ``final``."""
+
+    def __init__(self, state: dict[str, Tensor], prefix: str, kinds: tuple[str, ...],
+                 activation: Callable[[Tensor], Tensor] = leaky_relu, final: bool = False):
         self.layers = [IntegerLayer.of(state, f"{prefix}.{2 * i}", kind == "transposed") for i, kind in enumerate(kinds)]
+        self.activation, self.final = activation, final
 
     def __call__(self, a: Tensor) -> Tensor:
         for i, layer in enumerate(self.layers):
-            a = layer(a if i == 0 else leaky_relu(a))
-        return a
+            a = layer(a if i == 0 else self.activation(a))
+        return self.activation(a) if self.final else a
 
 
 # The probability path of the networks here (``models.architecture``): layer kinds in order,

@@ -75,8 +75,16 @@ def make_codec(name: str) -> Codec:
     """The learned candidate called ``name`` (e.g. ``learned-psnr-q2``, ``learned-psnr-q2-refine50``)."""
     from models.codec import LearnedCodec
     from models.refine import split_name
+    from models.runtime.zoo import PREFIX
 
-    return LearnedCodec(_entry(name), refine=split_name(name)[1])
+    entry, refine = _entry(name), split_name(name)[1]
+    if entry.ladder.architecture.startswith(PREFIX):  # imported with `clic import`
+        if refine is not None:
+            raise PipelineError(f"{name}: latent refinement applies to the project's own networks only")
+        from models.zoo_import import ImportedCodec
+
+        return ImportedCodec(entry)
+    return LearnedCodec(entry, refine=refine)
 
 
 def runtime_source() -> Path:
