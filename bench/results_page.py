@@ -17,6 +17,7 @@ PAGES = [
     ("submission.md", "bench_submission.py"),
     ("cross_machine.md", "bench_cross_machine.py"),
     ("integer_prior.md", "bench_integer_prior.py"),
+    ("families.md", "bench_families.py"),
     ("allocate.md", "bench_allocate.py"),
     ("pipeline.md", "bench_pipeline.py"),
     ("train.md", "bench_train.py"),

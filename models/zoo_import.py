@@ -48,7 +48,8 @@ def architectures() -> dict[str, type]:
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """A checkpoint's state dict: ``weights_only`` loading, ``state_dict`` unwrapped, ``module.`` stripped."""
+    """A checkpoint's state dict: ``weights_only`` loading, ``state_dict`` unwrapped, keys of
+    DataParallel (``module.``) and of older CompressAI releases renamed as CompressAI does."""
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -61,7 +62,11 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         raw = raw["state_dict"]
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise CheckpointError(f"{path}: not a state dict (a dict of tensors, or a dict holding 'state_dict')")
-    return {k.removeprefix("module."): v for k, v in raw.items()}
+    from compressai.models.utils import remap_old_keys
+    from compressai.zoo.pretrained import load_pretrained
+
+    # CompressAI's own key migrations: DataParallel's module., older entropy-bottleneck names.
+    return dict(remap_old_keys("entropy_bottleneck", load_pretrained(raw)))
 
 
 def build_from(architecture: str, state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:

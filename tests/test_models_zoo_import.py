@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -51,8 +52,13 @@ def test_imported_rungs_code_what_compressai_codes(architecture, folders, images
     float path decodes, but for rare scale-table boundary cases, and to its pixels."""
     nets = [checkpoint(architecture, seed) for seed in (1, 2)]
     paths = []
-    for i, net in enumerate(nets):  # the two forms CompressAI's training example writes, plus module. prefixes
-        state = {f"module.{k}": v for k, v in net.state_dict().items()} if i else net.state_dict()
+    for i, net in enumerate(nets):  # the two forms CompressAI's training example writes; DataParallel's and
+        state = net.state_dict()    # older releases' key names (module., entropy_bottleneck._matrix0)
+        if i:
+            old = {"matrices": "_matrix", "biases": "_bias", "factors": "_factor"}
+            state = {"module." + re.sub(r"\.(matrices|biases|factors)\.(\d)$",
+                                        lambda m: f".{old[m.group(1)]}{m.group(2)}", k): v for k, v in state.items()}
+            assert "module.entropy_bottleneck._matrix0" in state and "module.entropy_bottleneck._bias0" in state
         torch.save({"epoch": 3, "state_dict": state} if i else state, tmp_path / f"q{i}.pth")
         paths.append(tmp_path / f"q{i}.pth")
     result = run("import", "--architecture", architecture, *[a for p in paths for a in ("--checkpoint", str(p))],
