@@ -108,8 +108,8 @@ def export_command(
 
 
 def import_command(
-    architecture: str = typer.Option(..., help="CompressAI zoo architecture: bmshj2018-factorized, "
-                                     "bmshj2018-hyperprior or mbt2018-mean."),
+    architecture: str = typer.Option(..., help="CompressAI zoo architecture: bmshj2018-factorized, bmshj2018-hyperprior, "
+                                     "mbt2018-mean, mbt2018, cheng2020-anchor or cheng2020-attn."),
     checkpoint: list[Path] = typer.Option(..., "--checkpoint", help="One checkpoint per rung, lowest rate first "
                                           "(repeat the option): a state dict, or a dict holding 'state_dict'."),
     name: str = typer.Option(..., help="Name of the new ladder (its candidates: learned-NAME-q1, ...)."),

@@ -69,15 +69,22 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return dict(remap_old_keys("entropy_bottleneck", load_pretrained(raw)))
 
 
+def network_shape(architecture: str, state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """The constructor's arguments for ``state``, as CompressAI's ``from_state_dict`` reads them."""
+    if architecture.startswith("cheng2020"):
+        return {"N": int(state["g_a.0.conv1.weight"].shape[0])}
+    return {"N": int(state["g_a.0.weight"].shape[0]), "M": int(state["g_a.6.weight"].shape[0])}
+
+
 def build_from(architecture: str, state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
     """The CompressAI network of ``architecture`` holding ``state``'s parameters, entropy tables
     rebuilt; a missing, unexpected or misshapen tensor is an error naming it."""
-    cls = architectures()[architecture]
     try:
-        N, M = int(state["g_a.0.weight"].shape[0]), int(state["g_s.0.weight"].shape[0])
+        shape = network_shape(architecture, state)
     except KeyError as exc:
         raise CheckpointError(f"{source}: no {exc.args[0]}; not a {architecture} checkpoint") from None
-    net = cls(N=N, M=M)
+    net = architectures()[architecture](**shape)
+    N, M = shape["N"], shape.get("M", shape["N"])
     expected = {k: v for k, v in net.state_dict().items() if not k.endswith(ENTROPY_TABLES)}
     given = {k: v for k, v in state.items() if not k.endswith(ENTROPY_TABLES)}
     for name in sorted(expected):
@@ -99,12 +106,8 @@ def import_checkpoints(architecture: str, checkpoints: list[Path], name: str, me
     """Write ``NAME.safetensors`` and ``NAME.toml`` into the weights and ladder folders in use;
     return their paths."""
     if architecture not in architectures():
-        from compressai.zoo.image import model_architectures
-
-        known = ", ".join(sorted(architectures()))
-        why = ("its autoregressive context decodes position by position, which the integer decoder does not do yet"
-               if architecture in model_architectures else "not a CompressAI zoo architecture")
-        raise CheckpointError(f"architecture {architecture!r}: {why}; supported: {known}")
+        raise CheckpointError(f"architecture {architecture!r}: not a CompressAI zoo architecture this decoder "
+                              f"computes in integers; supported: {', '.join(sorted(architectures()))}")
     if not checkpoints:
         raise CheckpointError("give one --checkpoint per rung, lowest rate first")
     taken = {lad.model_id: lad.name for lad in available_ladders().values() if lad.name != name}
@@ -113,11 +116,11 @@ def import_checkpoints(architecture: str, checkpoints: list[Path], name: str, me
         raise CheckpointError(f"model id {model_id} is taken by ladder {taken.get(model_id)!r} or out of 1..255")
     tensors, shape = {}, None
     for rung, path in enumerate(checkpoints):
-        net = build_from(architecture, read_checkpoint(path), path)
-        N, M = int(net.g_a[0].weight.shape[0]), int(net.g_s[0].weight.shape[0])
-        if shape not in (None, (N, M)):
-            raise CheckpointError(f"{path}: N={N}, M={M}, unlike the first checkpoint's N={shape[0]}, M={shape[1]}")
-        shape = (N, M)
+        state = read_checkpoint(path)
+        net = build_from(architecture, state, path)
+        if shape not in (None, network_shape(architecture, state)):
+            raise CheckpointError(f"{path}: {network_shape(architecture, state)}, unlike the first checkpoint's {shape}")
+        shape = network_shape(architecture, state)
         for key, value in net.state_dict().items():
             value = value.to(torch.float16) if value.is_floating_point() and not key.endswith(ENTROPY_TABLES) else value
             tensors[zoo.rung_prefix(rung) + key] = value.contiguous()
@@ -129,8 +132,8 @@ def import_checkpoints(architecture: str, checkpoints: list[Path], name: str, me
         f"# CompressAI {architecture}, one checkpoint per rung (clic import): "
         f"{', '.join(p.name for p in checkpoints)}\n"
         f'name = "{name}"\nmodel_id = {model_id}\narchitecture = "{zoo.PREFIX}{architecture}"\n'
-        f'metric = "{metric}"\nweights = "{weights.name}"\nlambdas = []\n\n[arch]\nN = {shape[0]}\nM = {shape[1]}\n'
-        f"{points}"
+        f'metric = "{metric}"\nweights = "{weights.name}"\nlambdas = []\n\n[arch]\n'
+        + "".join(f"{k} = {v}\n" for k, v in shape.items()) + points
     ))
     return weights, ladder
 
@@ -161,7 +164,7 @@ class ImportedCodec:
             lad = self.entry.ladder
             state = zoo.rung_state(float_state(read_safetensors(lad.weights_path())), int(self.entry.rate))
             architecture = lad.architecture.removeprefix(zoo.PREFIX)
-            net = architectures()[architecture](N=dict(lad.arch)["N"], M=dict(lad.arch)["M"])
+            net = architectures()[architecture](**dict(lad.arch))
             net.load_state_dict(state, strict=False)  # entropy tables resized by CompressAI's loader
             net.update(force=True)
             self._parts = (net.eval(), zoo.Rung(zoo.KINDS[architecture], state))
@@ -174,15 +177,25 @@ class ImportedCodec:
         net, rung = self.parts()
         height, width = image.shape[:2]
         bitstream.check_size(height, width)
-        y = net.g_a(pad_to_multiple(to_tensor(image)))
-        if not rung.kind.hyperprior:
-            streams = [net.entropy_bottleneck.compress(y)[0], b"", b""]
+        y = net.g_a(pad_to_multiple(to_tensor(image))).double()
+        if rung.kind.prior == "factorized":
+            streams = [net.entropy_bottleneck.compress(y.float())[0], b"", b""]
         else:
-            z = net.h_a(torch.abs(y) if rung.kind.hyper_on_abs else y)
+            z = net.h_a(torch.abs(y).float() if rung.kind.hyper_on_abs else y.float())
             z_stream = net.entropy_bottleneck.compress(z)[0]
-            index, means = rung.parameters(rung.bottleneck_hat(z_stream, tuple(z.shape[1:])))
-            q = torch.round(y.double() - means.double() / ONE).int()
-            streams = [_rans_encode(q.flatten().tolist(), index.flatten().tolist(), rung.tables), b"", z_stream]
+            side = rung.side(rung.bottleneck_hat(z_stream, tuple(z.shape[1:])))
+            symbols, indexes = [], []
+            if rung.kind.prior == "context":
+                def code_one(h: int, w: int, index: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+                    q = torch.round(y[0, :, h, w] - means.double() / ONE).int()
+                    symbols.extend(q.tolist()), indexes.extend(index.tolist())
+                    return q
+
+                rung.autoregressive(side, code_one)
+            else:
+                index, means = rung.parameters(side)
+                symbols, indexes = torch.round(y - means.double() / ONE).int().flatten().tolist(), index.flatten().tolist()
+            streams = [_rans_encode(symbols, indexes, rung.tables), b"", z_stream]
         return bitstream.pack(Header(self.entry.ladder.model_id, self.entry.rate, height, width), streams)
 
     def decode(self, data: bytes) -> np.ndarray:

@@ -27,7 +27,12 @@ from tiny_ladder import installed
 
 def checkpoint(architecture: str, seed: int, N: int = 16, M: int = 24) -> torch.nn.Module:
     torch.manual_seed(seed)
-    net = model_architectures[architecture](N=N, M=M)
+    shape = {"N": N} if architecture.startswith("cheng2020") else {"N": N, "M": M}
+    net = model_architectures[architecture](**shape)
+    last = [m for m in net.g_s.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))][-1]
+    with torch.no_grad():  # an untrained output clamps to black; centre and spread it, so pixels can disagree
+        last.weight.mul_(20)
+        last.bias.fill_(0.5)
     net.update(force=True)
     return net.eval()
 
@@ -46,7 +51,8 @@ def run(*args: str):
     return CliRunner().invoke(app, [*args])
 
 
-@pytest.mark.parametrize("architecture", ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean"])
+@pytest.mark.parametrize("architecture", ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018",
+                                          "cheng2020-anchor", "cheng2020-attn"])
 def test_imported_rungs_code_what_compressai_codes(architecture, folders, images, tmp_path):
     """Each rung's file decodes (in integers, without CompressAI) to the latent CompressAI's own
     float path decodes, but for rare scale-table boundary cases, and to its pixels."""
@@ -76,11 +82,13 @@ def test_imported_rungs_code_what_compressai_codes(architecture, folders, images
         assert (header.model_id, header.rate, header.height, header.width) == (16, rung, 96, 128)
         ours = decode_stream(data)
         with torch.no_grad():
-            reference = net.decompress(**net.compress(x))["x_hat"].clamp(0, 1)
+            coded = net.compress(x)
+            reference = net.decompress(**coded)["x_hat"].clamp(0, 1)
         theirs = (reference[0, :, :96].permute(1, 2, 0) * 255).round().byte().numpy()
-        # float16 storage of the weights and fixed-point means: within a few levels of CompressAI's pixels
-        assert np.abs(ours.astype(int) - theirs).mean() < 1.0, rung
-        compressai_bytes = sum(len(s[0]) for s in net.compress(x)["strings"])
+        # float16 storage of the weights and fixed-point means: within a fraction of a level of CompressAI's pixels,
+        # on an output that varies (an untrained network's is not flat)
+        assert np.abs(ours.astype(int) - theirs).mean() < 0.25 and theirs.std() > 50, rung
+        compressai_bytes = sum(len(s[0]) for s in coded["strings"])
         assert abs(sum(map(len, streams)) - compressai_bytes) <= 0.05 * compressai_bytes + 8
 
 
@@ -120,7 +128,8 @@ def test_import_refuses_what_it_cannot_take_in_one_line(folders, tmp_path):
          "layer h_s.2.weight has shape (3, 3, 5, 5)"),
         (["--architecture", "bmshj2018-hyperprior", "--checkpoint", str(tmp_path / "pickled.pth")],
          "without full unpickling"),
-        (["--architecture", "mbt2018", "--checkpoint", str(tmp_path / "good.pth")], "autoregressive context"),
+        (["--architecture", "bmshj2018_factorized_relu", "--checkpoint", str(tmp_path / "good.pth")],
+         "not a CompressAI zoo architecture this decoder computes in integers"),
         (["--architecture", "bmshj2018-hyperprior", "--checkpoint", str(tmp_path / "nothing.pth")],
          "no such checkpoint"),
     ]

@@ -75,9 +75,9 @@ class IntegerLayer:
     padding ``k // 2``.
     """
 
-    def __init__(self, weight: Tensor, bias: Tensor, transposed: bool, name: str = ""):
+    def __init__(self, weight: Tensor, bias: Tensor, transposed: bool, name: str = "", padding: int | None = None):
         self.transposed = transposed
-        self.padding = weight.shape[-1] // 2
+        self.padding = weight.shape[-1] // 2 if padding is None else padding
         w = weight.detach().double().cpu()
         out_dim = 1 if transposed else 0
         other = [d for d in range(w.ndim) if d != out_dim]
@@ -118,13 +118,25 @@ def relu(a: Tensor) -> Tensor:
     return a.clamp(min=0)
 
 
+class SubPixelLayer:
+    """CompressAI's ``subpel_conv3x3``: a convolution (at ``NAME.0``), then a pixel shuffle by 2 (exact)."""
+
+    def __init__(self, state: dict[str, Tensor], name: str):
+        self.conv = IntegerLayer.of(state, f"{name}.0", False)
+
+    def __call__(self, a: Tensor) -> Tensor:
+        return F.pixel_shuffle(self.conv(a), 2)
+
+
 class IntegerSequential:
-    """Layers (``"conv"`` or ``"transposed"``, at their index) with an integer activation
-    (LeakyReLU unless told) between them, and after the last one if ``final``."""
+    """Layers (``"conv"``, ``"transposed"`` or ``"subpel"``, at their index) with an integer
+    activation (LeakyReLU unless told) between them, and after the last one if ``final``."""
 
     def __init__(self, state: dict[str, Tensor], prefix: str, kinds: tuple[str, ...],
                  activation: Callable[[Tensor], Tensor] = leaky_relu, final: bool = False):
-        self.layers = [IntegerLayer.of(state, f"{prefix}.{2 * i}", kind == "transposed") for i, kind in enumerate(kinds)]
+        self.layers = [SubPixelLayer(state, f"{prefix}.{2 * i}") if kind == "subpel"
+                       else IntegerLayer.of(state, f"{prefix}.{2 * i}", kind == "transposed")
+                       for i, kind in enumerate(kinds)]
         self.activation, self.final = activation, final
 
     def __call__(self, a: Tensor) -> Tensor:

@@ -25,33 +25,45 @@ BYPASS_MAX = (1 << BYPASS_BITS) - 1
 def decode_with_indexes(data: bytes, indexes: list[int], cdfs: list[list[int]], cdf_lengths: list[int],
                         offsets: list[int]) -> list[int]:
     """The values coded in ``data``, symbol ``i`` with table ``indexes[i]`` (CompressAI's arguments)."""
-    if len(data) % 4 or len(data) < 8:
-        raise ValueError(f"rANS stream of {len(data)} bytes: not whole 32-bit words")
-    words = array("I", data)
-    if sys.byteorder == "big":
-        words.byteswap()
-    end = len(words)
-    state, pos = words[0] | (words[1] << 32), 2
-    mask = (1 << PRECISION) - 1
-    tables = [(cdf, length, length - 2, offset) for cdf, length, offset in zip(cdfs, cdf_lengths, offsets)]
-    find = bisect_right
-    out = []
-    append = out.append
-    for index in indexes:
-        cdf, length, escape, offset = tables[index]
-        slot = state & mask
-        symbol = find(cdf, slot, 0, length) - 1
-        start = cdf[symbol]
-        state = (cdf[symbol + 1] - start) * (state >> PRECISION) + slot - start
-        if state < STATE_LOW:
-            if pos == end:
-                raise ValueError("rANS stream ends early")
-            state = (state << 32) | words[pos]
-            pos += 1
-        if symbol == escape:  # the escape symbol: the value follows in bypass chunks
-            symbol, state, pos = _bypass(words, state, pos, symbol)
-        append(symbol + offset)
-    return out
+    return RansStreamDecoder(data, cdfs, cdf_lengths, offsets).decode(indexes)
+
+
+class RansStreamDecoder:
+    """One stream decoded in pieces (an autoregressive model learns each piece's tables from the last)."""
+
+    def __init__(self, data: bytes, cdfs: list[list[int]], cdf_lengths: list[int], offsets: list[int]):
+        if len(data) % 4 or len(data) < 8:
+            raise ValueError(f"rANS stream of {len(data)} bytes: not whole 32-bit words")
+        self.words = array("I", data)
+        if sys.byteorder == "big":
+            self.words.byteswap()
+        self.state, self.pos = self.words[0] | (self.words[1] << 32), 2
+        self.tables = [(cdf, length, length - 2, offset) for cdf, length, offset in zip(cdfs, cdf_lengths, offsets)]
+
+    def decode(self, indexes: list[int]) -> list[int]:
+        """The next ``len(indexes)`` values, symbol ``i`` with table ``indexes[i]``."""
+        words, state, pos, tables = self.words, self.state, self.pos, self.tables
+        end = len(words)
+        mask = (1 << PRECISION) - 1
+        find = bisect_right
+        out = []
+        append = out.append
+        for index in indexes:
+            cdf, length, escape, offset = tables[index]
+            slot = state & mask
+            symbol = find(cdf, slot, 0, length) - 1
+            start = cdf[symbol]
+            state = (cdf[symbol + 1] - start) * (state >> PRECISION) + slot - start
+            if state < STATE_LOW:
+                if pos == end:
+                    raise ValueError("rANS stream ends early")
+                state = (state << 32) | words[pos]
+                pos += 1
+            if symbol == escape:  # the escape symbol: the value follows in bypass chunks
+                symbol, state, pos = _bypass(words, state, pos, symbol)
+            append(symbol + offset)
+        self.state, self.pos = state, pos
+        return out
 
 
 def _bypass(words: array, state: int, pos: int, top: int) -> tuple[int, int, int]:
