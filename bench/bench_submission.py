@@ -1,12 +1,14 @@
-"""`make submission` timed from an empty cache, and the leaderboard rows it writes.
+"""`make submission` and `make submission-2021` timed from an empty cache, and the
+leaderboard rows they write.
 
     .venv/bin/python bench/bench_submission.py [--images data/kodak] [--out DIR]
 
-Runs the four ``clic submission`` commands of ``make submission`` (the Makefile's
-recipe, read from it) into ``--out`` (default: a fresh temporary folder) with a fresh
-cache there, one after the other as ``make`` does, and records each run's wall time
-and the leaderboard rows.  The README's results table and run time come from here.
-Writes ``bench/results/submission.md``.
+Runs the ``clic submission`` commands of the Makefile's ``submission`` recipe, then of
+its ``submission-2021`` recipe (read from it), into ``--out`` (default: a fresh
+temporary folder) with one fresh cache there, one after the other as ``make
+submission submission-2021`` does, and records each run's wall time and the
+leaderboard rows.  The README's results tables and run time come from here.  Writes
+``bench/results/submission.md``.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ COLUMNS = ["Entry", "PSNR", "PSNR (per-image mean)", "MS-SSIM", "Images Size (By
            "Decoder Size (Bytes)"]
 
 
-def makefile_commands(images: Path, out: Path) -> list[list[str]]:
-    """The ``clic submission`` lines of the Makefile's ``submission`` recipe, variables filled in."""
-    recipe = ROOT.joinpath("Makefile").read_text().split("\nsubmission:", 1)[1].split("\n\n", 1)[0]
+RECIPES = ("submission", "submission-2021")
+
+
+def makefile_commands(images: Path, out: Path, target: str) -> list[list[str]]:
+    """The ``clic submission`` lines of one of the Makefile's recipes, variables filled in."""
+    recipe = ROOT.joinpath("Makefile").read_text().split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
     values = {"CLIC": str(ROOT / ".venv" / "bin" / "clic"), "IMAGES": str(images), "OUT": str(out), "REFINE": "0"}
     lines = [line.strip() for line in recipe.splitlines()[1:] if line.startswith("\t")]
     return [shlex.split(re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], line)) for line in lines]
@@ -46,19 +51,21 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch) / "out"
         rows = []
-        for command in makefile_commands(args.images.resolve(), out):
-            command += ["--cache", str(out / "cache")]
-            begin = time.perf_counter()
-            subprocess.run(command, check=True, cwd=ROOT, capture_output=True)
-            rows.append({"run": command[command.index("--out") + 1].rsplit("/", 1)[-1],
-                         "wall s": time.perf_counter() - begin})
+        for target in RECIPES:
+            for command in makefile_commands(args.images.resolve(), out, target):
+                command += ["--cache", str(out / "cache")]
+                begin = time.perf_counter()
+                subprocess.run(command, check=True, cwd=ROOT, capture_output=True)
+                rows.append({"recipe": f"make {target}", "run": command[command.index("--out") + 1].rsplit("/", 1)[-1],
+                             "wall s": time.perf_counter() - begin})
         board = pd.read_csv(out / "leaderboard.csv")
     times = pd.DataFrame(rows)
     board = board[COLUMNS].assign(**{"Decoding Time (ms)": board["Decoding Time (ms)"].round().astype(int)})
     lines = [
-        "# `make submission` from an empty cache", "",
+        "# `make submission` and `make submission-2021` from an empty cache", "",
         run_record("bench_submission.py", argv, started, f"{args.images.name}, {len(list(args.images.glob('*.png')))} images"),
-        "", f"Total: {times['wall s'].sum():.0f} s.", "", markdown_table(times, ".0f"), "",
+        "", f"Total: {times['wall s'].sum():.0f} s (`make submission`: "
+        f"{times.loc[times['recipe'] == 'make submission', 'wall s'].sum():.0f} s).", "", markdown_table(times, ".0f"), "",
         "Leaderboard rows (`out/leaderboard.csv`):", "", markdown_table(board, ".6g"),
     ]
     write_page("submission.md", lines)
