@@ -148,24 +148,13 @@ def is_command(name: str) -> bool:
     return name.partition("-")[0] in families()
 
 
-@dataclass(frozen=True)
 class CommandCodec:
     """A command-line family at one parameter (satisfies :class:`~pipeline.codecs.base.Codec`)."""
 
-    spec: CommandFamily
-    param: float
-
-    @property
-    def family(self) -> str:
-        return self.spec.name
-
-    @property
-    def rate_label(self) -> str:
-        return f"{self.spec.label}{self.param:g}"
-
-    @property
-    def name(self) -> str:
-        return f"{self.family}-{self.rate_label}"
+    def __init__(self, spec: CommandFamily, param: float):
+        self.spec, self.param = spec, param
+        self.family, self.rate_label = spec.name, f"{spec.label}{param:g}"
+        self.name = f"{self.family}-{self.rate_label}"
 
     @property
     def fingerprint(self) -> str:
