@@ -121,7 +121,7 @@ def import_command(
     from .zoo_import import import_checkpoints
 
     weights, ladder = import_checkpoints(architecture, checkpoint, name, metric, model_id)
-    typer.echo(f"{ladder}: ladder {name!r}, {len(checkpoint)} rungs; weights {weights} "
+    typer.echo(f"{ladder}: ladder {name!r}, rungs 0-{len(checkpoint) - 1}; weights {weights} "
                f"({weights.stat().st_size:,} B). Use: clic submission --ladder {name}")
 
 
@@ -136,6 +136,6 @@ def ladders_command() -> None:
         weights = f"{path} ({path.stat().st_size:,} B; {weights_note(path)})" if path.is_file() else "not trained"
         typer.echo(f"{ladder.name} (model id {ladder.model_id}, {ladder.architecture} "
                    f"{', '.join(f'{k}={v}' for k, v in ladder.arch)}, metric {ladder.metric}, {ladder.precision} weights)")
-        typer.echo(f"  lambdas: {', '.join(f'{v:g}' for v in ladder.lambdas)}")
+        typer.echo(f"  lambdas: {', '.join(f'{v:g}' for v in ladder.lambdas) or 'none (one imported network per rung)'}")
         typer.echo(f"  points:  {', '.join(f'{e.name} (rate {e.rate:g}{_measured(e.kodak_bpp)})' for e in ladder.entries)}")
         typer.echo(f"  weights: {weights}")
