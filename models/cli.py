@@ -32,6 +32,9 @@ def train_command(
         "the fractional points the allocator picks most.", show_default="gain rows only"
     ),
     focus_share: float = typer.Option(0.5, help="Share of the crops drawn from --focus."),
+    rows: Optional[list[int]] = typer.Option(
+        None, "--rows", help="Train only these gain rows (repeat the option), every other weight frozen: new rows "
+        "added by clic widen, while the trained points code exactly as before.", show_default="everything"),
     seed: int = typer.Option(0, help="Seed for initialisation and crop sampling."),
     threads: int = typer.Option(2, help="torch CPU threads."),
     device: str = typer.Option("auto", help="Where to train: auto (a CUDA GPU when torch sees one, else the CPU), "
@@ -55,7 +58,8 @@ def train_command(
     """Train a ladder's variable-rate network on random crops (all rate points at once)."""
     config = TrainConfig(
         ladder=ladder, data=data, out=out or Path("runs") / ladder, steps=steps, batch=batch,
-        crop=crop, lr=lr, lr_drop_at=lr_drop_at, focus=focus, focus_share=focus_share, seed=seed,
+        crop=crop, lr=lr, lr_drop_at=lr_drop_at, focus=focus, focus_share=focus_share,
+        rows=tuple(rows) if rows else None, seed=seed,
         threads=threads, device=device, minutes=minutes, bf16=bf16, channels_last=channels_last, compile=compile,
         checkpoint_s=checkpoint_minutes * 60, resume=resume, init=init, export=export, skip_bad_images=skip_bad_images,
     )  # fmt: skip

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from .runtime.decoder import PAD_MULTIPLE
 from .data import CropSampler, TrainingError
+from .extend import GAIN_TABLES
 from .ladder import Ladder, load_ladder
 from .weights import (
     CHECKPOINT_PREFIX, BadWeightsError, atomic_save, build, export, load_into, load_state, network_tensors,
@@ -44,6 +45,9 @@ class TrainConfig:
     lr_drop_at: int = 0  # step after which lr is divided by 10 (0: never)
     focus: tuple[float, float] | None = None  # also train at continuous rates in this range
     focus_share: float = 0.5  # share of the items drawn from ``focus`` (the rest: gain rows)
+    # Train only these gain rows (e.g. rows added by ``clic widen`` beyond the trained ones); every
+    # other tensor stays as it is, so the other rows' points code exactly as before.  None: everything.
+    rows: tuple[int, ...] | None = None
     seed: int = 0
     threads: int = 2  # torch CPU threads
     device: str = "auto"  # "cuda" when a GPU is visible, else "cpu"; or any torch device name
@@ -88,6 +92,8 @@ class Trainer:
             raise TrainingError(f"--focus must be two rates LO <= HI within 0..{top}, got {config.focus}")
         if not 0 <= config.focus_share <= 1:
             raise TrainingError(f"--focus-share must be within 0..1, got {config.focus_share}")
+        if config.rows is not None and (not config.rows or not all(0 <= r <= top for r in config.rows)):
+            raise TrainingError(f"--rows must name gain rows within 0..{top}, got {config.rows}")
         if config.minutes < 0:
             raise TrainingError(f"--minutes must be 0 (no limit) or more, got {config.minutes}")
         self.device = training_device(config.device)
@@ -102,8 +108,12 @@ class Trainer:
             self.net.g_s.compile()
         aux = {n for n, _ in self.net.named_parameters() if n.endswith(".quantiles")}
         params = dict(self.net.named_parameters())
+        if config.rows is not None:
+            aux = set()
+            params = self._freeze_all_but_rows(params, config.rows)
         self.opt = torch.optim.Adam([params[n] for n in sorted(params) if n not in aux], config.lr)
-        self.aux_opt = torch.optim.Adam([params[n] for n in sorted(aux)], 1e-3)
+        # The entropy bottleneck's quantiles have their own optimiser (none when they are frozen).
+        self.aux_opt = torch.optim.Adam([params[n] for n in sorted(aux)], 1e-3) if aux else None
         self.lambdas = torch.tensor(self.ladder.lambdas, device=self.device)
         self.step = 0
         self.origin = ""  # the weights this run started from (``--init``) and their note
@@ -116,10 +126,27 @@ class Trainer:
             if fresh:
                 tqdm.write(f"{config.init}: {len(fresh)} tensors not in these weights start fresh ({fresh[0]}, ...)")
 
+    def _freeze_all_but_rows(self, params: dict[str, torch.nn.Parameter], rows: tuple[int, ...]) -> dict:
+        """Freeze every parameter but the gain tables, and of those all rows but ``rows``
+        (their gradients are masked): the parameters left to the optimiser."""
+        tables = {name: p for name, p in params.items() if name in GAIN_TABLES}
+        if len(tables) != len(GAIN_TABLES):
+            raise TrainingError(f"--rows: the {self.ladder.architecture} network has no gain tables")
+        for name, param in params.items():
+            param.requires_grad_(name in tables)
+        keep = torch.zeros(len(self.ladder.lambdas), 1, device=self.device)
+        keep[list(rows)] = 1
+        for param in tables.values():
+            param.register_hook(lambda grad: grad * keep)
+        return tables
+
+    def _optimisers(self) -> list[tuple[str, torch.optim.Optimizer]]:
+        return [("opt", self.opt)] + ([("aux", self.aux_opt)] if self.aux_opt is not None else [])
+
     # -- checkpoints -------------------------------------------------------
     def _optim_tensors(self) -> dict[str, torch.Tensor]:
         out = {}
-        for tag, opt in (("opt", self.opt), ("aux", self.aux_opt)):
+        for tag, opt in self._optimisers():
             for idx, state in opt.state_dict()["state"].items():
                 for key, value in state.items():
                     out[f"{tag}.{idx}.{key}"] = torch.as_tensor(value)
@@ -145,7 +172,7 @@ class Trainer:
         except (KeyError, ValueError) as exc:
             raise BadWeightsError(f"{self.checkpoint}: not a checkpoint of this trainer (no step: {exc})") from None
         load_into(self.net, network_tensors(state), self.checkpoint)
-        for tag, opt in (("opt", self.opt), ("aux", self.aux_opt)):
+        for tag, opt in self._optimisers():
             per_param: dict[int, dict] = {}
             for key, value in state.items():
                 if key.startswith(f"{tag}."):
@@ -161,6 +188,9 @@ class Trainer:
     def sample_rates(self, n: int) -> torch.Tensor:
         """Each item's rate: a random gain row or, with ``focus``, a share of them
         uniform in that range (e.g. the fractional points an allocator picks most)."""
+        if self.cfg.rows is not None:
+            rows = torch.tensor(self.cfg.rows)
+            return rows[torch.randint(len(rows), (n,))].float().to(self.device)
         rates = torch.randint(len(self.lambdas), (n,)).float()
         if self.cfg.focus is not None:
             lo, hi = self.cfg.focus
@@ -180,9 +210,10 @@ class Trainer:
         rates = self.sample_rates(x.shape[0])
         # Both gradients first, then both updates, so that a non-finite loss stops
         # the run with every weight (quantiles too) as before this step.
-        aux_loss = self.net.aux_loss()
-        self.aux_opt.zero_grad(set_to_none=True)
-        aux_loss.backward()
+        aux_loss = self.net.aux_loss() if self.aux_opt is not None else torch.zeros((), device=self.device)
+        if self.aux_opt is not None:
+            self.aux_opt.zero_grad(set_to_none=True)
+            aux_loss.backward()
         out = self.net(x, rates, bf16=self.bf16)
         dist = distortion(self.ladder, x, out["x_hat"])
         bpp = bits_per_pixel(out["likelihoods"], x.shape[2] * x.shape[3])
@@ -199,7 +230,8 @@ class Trainer:
                 "the weights stay as before this step (try a lower --lr or other --init weights)"
             )
         self.opt.step()
-        self.aux_opt.step()
+        if self.aux_opt is not None:
+            self.aux_opt.step()
         self.step += 1
         mse = (x - out["x_hat"].clamp(0, 1)).pow(2).mean().item()
         return {

@@ -298,3 +298,25 @@ def test_training_on_a_gpu_checkpoints_and_exports_weights_the_cpu_loads(ladders
     for name, p in trainer.net.named_parameters():
         assert torch.equal(net.get_parameter(name), p.detach().cpu().half().float()), name
     assert Trainer(config(tmp_path, steps=3, device="cpu")).step == 3  # a GPU checkpoint resumes on the CPU
+
+
+def test_training_only_some_gain_rows_leaves_every_other_weight_exactly_as_it_was(ladders, tmp_path):
+    """``--rows 2``: the new top row learns; rows 0-1 and every other tensor stay bit for bit, so the
+    trained points code exactly as before.  A resumed run keeps to the same rows."""
+    trainer = Trainer(config(tmp_path, resume=False, bf16=False, rows=(2,)))
+    x = fixed_crop()
+    eval_loss(trainer, x)  # a first forward zeroes the masked context weights of a fresh network
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    for _ in range(3):
+        trainer.train_step(x)
+    after = trainer.net.state_dict()
+    moved = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert moved == ["y_gain", "y_gain_inv", "z_gain", "z_gain_inv"], moved
+    for name in moved:
+        assert torch.equal(before[name][:2], after[name][:2])
+    assert not torch.equal(before["y_gain"][2], after["y_gain"][2])
+    assert set(trainer.sample_rates(64).tolist()) == {2.0}
+    trainer.save_checkpoint()
+    assert Trainer(config(tmp_path, rows=(2,))).step == 3
+    with pytest.raises(TrainingError, match="--rows must name gain rows within 0..2"):
+        Trainer(config(tmp_path, resume=False, rows=(3,)))
