@@ -18,6 +18,7 @@ import typer
 
 import allocate
 from allocate.cli import app as allocate_app
+from allocate.solve import Objective, Solver
 from eval.cli import eval_command, format_scores
 from eval.errors import EvalInputError, one_line_errors, show_tracebacks
 from models.cli import (
@@ -184,8 +185,9 @@ def submission_command(
     transparent: Annotated[bool, typer.Option("--transparent", help="Fewest bytes meeting --psnr and --msssim instead of a budget.")] = False,
     psnr: Annotated[float, typer.Option(help="Transparent mode: minimum aggregate PSNR in dB.")] = 40.0,
     msssim: Annotated[float, typer.Option(help="Transparent mode: minimum pixel-weighted MS-SSIM.")] = 0.993,
-    objective: Annotated[str, typer.Option(help=f"Budget mode: distortion to minimise: {' | '.join(allocate.OBJECTIVES)}.")] = "sse",
-    solver: Annotated[str, typer.Option(help=f"Allocation solver: {' | '.join(allocate.SOLVERS)}.")] = "exact",
+    objective: Annotated[Objective, typer.Option(help="Budget mode: minimise total SSE (best aggregate PSNR) "
+                                                 "or maximise pixel-weighted MS-SSIM.")] = "sse",
+    solver: Annotated[Solver, typer.Option(help="Allocation solver.")] = "exact",
     n_jobs: JobsOpt = 2,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
