@@ -111,13 +111,18 @@ def retarget_gain_tables(tables: dict[str, torch.Tensor], lambdas: tuple[float, 
                          targets: tuple[float, ...]) -> dict[str, torch.Tensor]:
     """The four gain tables (``GAIN_TABLES``) at ``targets``: each gain by ``retarget_gains``,
     its inverse so that gain × inverse, per channel the scale the synthesis sees, follows
-    the trained rows between them and stays at the edge row's beyond them."""
+    the trained rows between them and stays at the edge row's beyond them.  A target equal to
+    a trained λ keeps that λ's rows exactly."""
     out = {}
     for gain in ("y_gain", "z_gain"):
         inverse = f"{gain}_inv"
         product = tables[gain].float().abs() * tables[inverse].float().abs()
         out[gain] = retarget_gains(tables[gain], lambdas, targets)
         out[inverse] = retarget_gains(product, lambdas, targets, beyond="flat") / out[gain]
+    for row, target in enumerate(targets):  # a trained λ keeps its rows bit for bit: its points code as before
+        if target in lambdas:
+            for name in GAIN_TABLES:
+                out[name][row] = tables[name][lambdas.index(target)].float()
     return out
 
 

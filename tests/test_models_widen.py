@@ -90,6 +90,18 @@ def test_inverse_gains_keep_each_channels_product_beyond_the_trained_rows():
     assert set(got) == {"y_gain", "y_gain_inv", "z_gain", "z_gain_inv"}
 
 
+def test_a_target_at_a_trained_lambda_keeps_its_rows_bit_for_bit():
+    """Rows added beside trained ones (the same λ kept) leave the trained points coding as before,
+    signs and float16 values included, where log/exp would round."""
+    gain = torch.tensor([[0.8291, -0.7476], [1.3965, 0.0529]], dtype=torch.float16)
+    inverse = torch.tensor([[1.2061, 1.3379], [0.7163, 18.9]], dtype=torch.float16)
+    tables = {"y_gain": gain, "y_gain_inv": inverse, "z_gain": gain, "z_gain_inv": inverse}
+    got = retarget_gain_tables(tables, (0.001, 0.002), (0.0005, 0.001, 0.002, 0.004))
+    for name in tables:
+        assert torch.equal(got[name][1:3].to(torch.float16), tables[name]), name
+    assert torch.isfinite(got["y_gain"][[0, 3]]).all() and (got["y_gain"][[0, 3]] > 0).all()  # new rows beyond
+
+
 def test_an_even_channel_count_extrapolates_by_the_lower_median_slope():
     table = torch.tensor([[1.0, 1.0, 1.0, 1.0], [2.0, 4.0, 8.0, 16.0]])  # slopes 1, 2, 3, 4 per doubling
     up = retarget_gains(table, (1.0, 2.0), (4.0,))[0]
