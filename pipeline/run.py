@@ -69,11 +69,13 @@ class Settings:
 
     def entry_name(self, target: Target) -> str:
         """The leaderboard entry of one target: the given name (with the target if there are
-        several), or one naming ladder, refinement and target."""
+        several), or one naming ladder, refinement, target and a layout other than clic2019
+        (its bytes count differently, so it must not replace that entry's row)."""
         if self.entry:
             return self.entry if len(self.targets) == 1 else f"{self.entry} {target.describe()}"
         refined = f" refine{self.refine}" if self.refine > 0 else ""
-        return f"clicpack {self.ladder}{refined} {target.describe()}"
+        layout = f" {self.layout}" if self.layout != LAYOUTS[0] else ""
+        return f"clicpack {self.ladder}{refined} {target.describe()}{layout}"
 
     def folder(self, target: Target) -> Path:
         """Where one target's submission, decoded images and report go."""
