@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (page, the benchmark that writes it), in the order a reader wants them.
 PAGES = [
     ("submission.md", "bench_submission.py"),
+    ("submission_2021.md", "bench_submission.py"),
     ("cross_machine.md", "bench_cross_machine.py"),
     ("integer_prior.md", "bench_integer_prior.py"),
     ("families.md", "bench_families.py"),
