@@ -22,6 +22,7 @@ import torch
 from eval.atomic import write_text
 
 from . import ladder as ladders
+from .architecture import _rans_encode
 from .ladder import LadderEntry, available_ladders
 from .runtime import bitstream, zoo
 from .runtime.bitstream import Header
@@ -135,12 +136,6 @@ def import_checkpoints(architecture: str, checkpoints: list[Path], name: str, me
         + "".join(f"{k} = {v}\n" for k, v in shape.items()) + points
     ))
     return weights, ladder
-
-
-def _rans_encode(symbols: list[int], indexes: list[int], tables) -> bytes:
-    from compressai.ans import RansEncoder
-
-    return RansEncoder().encode_with_indexes(symbols, indexes, tables.cdf, tables.cdf_length, tables.offset)
 
 
 class ImportedCodec:
