@@ -82,7 +82,8 @@ bench: install
 	$(PY) bench/choose_points.py --ladder psnr --rates 0 0.5 1 1.25 1.5 1.625 1.75 1.875 2 2.25 2.5 3 4
 	$(PY) bench/choose_points.py --ladder msssim
 	$(PY) bench/bench_dask.py --images 10 --repeats 2
-	$(PY) bench/bench_submission.py
+	$(PY) bench/bench_msssim.py
+	$(PY) bench/bench_submission.py --full-grid-too
 	$(PY) bench/bench_cross_machine.py
 ifdef TRAIN_DATA
 	$(PY) bench/bench_options.py --data $(TRAIN_DATA)

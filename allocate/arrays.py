@@ -18,7 +18,7 @@ class RDArrays:
     row: np.ndarray  # (N, K) position of the candidate's row in the table, -1 for padding
     bytes: np.ndarray  # (N, K) int64
     sse: np.ndarray  # (N, K) float64
-    msssim_loss: np.ndarray  # (N, K) float64: pixels · (1 − msssim), the pixel-weighted MS-SSIM shortfall
+    msssim_loss: np.ndarray  # (N, K) float64: pixels · (1 − msssim), the pixel-weighted MS-SSIM shortfall (NaN: not measured)
     pixels: np.ndarray  # (N,) int64
 
     @property
@@ -63,8 +63,8 @@ def rd_arrays(table: pd.DataFrame) -> RDArrays:
     sse = table["sse"].to_numpy(dtype=float)
     msssim = table["msssim"].to_numpy(dtype=float)
     pixels = table["pixels"].to_numpy(dtype=np.int64)
-    if not (np.isfinite(sse).all() and np.isfinite(msssim).all()):
-        raise BadTableError("the RD table has NaN or inf in sse/msssim")
+    if not (np.isfinite(sse).all() and not np.isinf(msssim).any()):
+        raise BadTableError("the RD table has NaN or inf in sse, or inf in msssim")
     image_pixels = np.zeros(len(images), dtype=np.int64)
     image_pixels[codes] = pixels
     return RDArrays(

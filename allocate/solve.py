@@ -15,6 +15,7 @@ from allocate.metrics import aggregate_psnr, bits_per_pixel, sse_cap
 from allocate.reference import solve_milp
 from allocate.relaxation import lp_multipliers
 from allocate.result import Allocation, InfeasibleError, NoSolutionError
+from allocate.table import require_msssim
 
 Solver = Literal["exact", "milp", "greedy"]
 Objective = Literal["sse", "msssim"]
@@ -66,7 +67,8 @@ def _budget_search(rd: RDArrays, objective: str, cap_bytes: int, solver: str) ->
     """Slots, lower bound, certificate and statistics from the greedy or the exact solver."""
     cost = rd.cost(objective)
     rows = np.arange(len(cost))
-    front = pareto_frontier(rd.bytes, cost, tiebreak=rd.cost("msssim" if objective == "sse" else "sse"))
+    tiebreak = np.nan_to_num(rd.cost("msssim" if objective == "sse" else "sse"), nan=0.0)  # NaN: MS-SSIM not measured
+    front = pareto_frontier(rd.bytes, cost, tiebreak=tiebreak)
     greedy = slope_greedy(front, convex_hull(front), cap_bytes)
     bound = lagrangian_bound(front, greedy.multiplier, cap_bytes)
     details = {"lagrangian_bound": bound, "multiplier": greedy.multiplier}
@@ -90,6 +92,8 @@ def solve_budget(table: pd.DataFrame, cap_bytes: int, objective: Objective = "ss
     start = perf_counter()
     _require("objective", objective, OBJECTIVES)
     _require("solver", solver, SOLVERS)
+    if objective == "msssim":
+        require_msssim(table, "the MS-SSIM objective")
     rd = rd_arrays(table)
     cost = rd.cost(objective)
     smallest = int(rd.bytes.min(axis=1).sum())
@@ -137,6 +141,7 @@ def solve_transparent(table: pd.DataFrame, min_psnr: float = 40.0, min_msssim: f
     """
     start = perf_counter()
     _require("solver", solver, SOLVERS)
+    require_msssim(table, "transparent mode")
     rd = rd_arrays(table)
     cap = np.array([sse_cap(min_psnr, rd.total_pixels), (1 - min_msssim) * rd.total_pixels])
     if reason := _targets_out_of_reach(rd, cap, min_psnr, min_msssim):

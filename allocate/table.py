@@ -6,6 +6,9 @@ import numpy as np
 import pandas as pd
 
 RD_COLUMNS = ["image", "candidate", "family", "bytes", "pixels", "sse", "msssim"]
+# msssim may be empty (NaN): not measured.  A budget on SSE needs no MS-SSIM, so the encode grid
+# measures it only where an allocation reads it (``require_msssim``).
+OPTIONAL_COLUMNS = ["msssim"]
 TEXT_COLUMNS = ["image", "candidate", "family"]
 INT_COLUMNS = ["bytes", "pixels"]
 NUMBER_COLUMNS = ["bytes", "pixels", "sse", "msssim"]
@@ -38,7 +41,8 @@ def _numbers(df: pd.DataFrame, source: str) -> dict[str, np.ndarray]:
         if text.any():
             i = int(np.flatnonzero(text)[0])
             raise BadTableError(f"{source}: column {col!r} is not a number at {_where(df, text)}: {df[col].iat[i]!r}")
-        for problem, bad in (("NaN", np.isnan(raw)), ("inf", np.isinf(raw)), ("a negative value", raw < 0)):
+        nan = np.isnan(raw) if col not in OPTIONAL_COLUMNS else np.zeros(len(raw), dtype=bool)
+        for problem, bad in (("NaN", nan), ("inf", np.isinf(raw)), ("a negative value", raw < 0)):
             if bad.any():
                 raise BadTableError(f"{source}: column {col!r} has {problem} at {_where(df, bad)}")
         if col in INT_COLUMNS and (fraction := raw != np.floor(raw)).any():
@@ -86,6 +90,13 @@ def validate_rd_table(df: pd.DataFrame, source: str) -> pd.DataFrame:
         typed[col] = numbers[col].astype(np.int64) if col in INT_COLUMNS else numbers[col]
     _check_keys(typed, source)
     return typed
+
+
+def require_msssim(table: pd.DataFrame, why: str) -> None:
+    """BadTableError naming the first row whose MS-SSIM was not measured, when ``why`` needs them all."""
+    missing = table["msssim"].isna().to_numpy()
+    if missing.any():
+        raise BadTableError(f"no MS-SSIM measured at {_where(table, missing)}: {why} needs it for every row")
 
 
 def load_rd_table(path: str | Path) -> pd.DataFrame:

@@ -1,16 +1,21 @@
 """`make submission` and `make submission-2021` timed from an empty cache, and the
-leaderboard rows they write.
+leaderboard rows they write; the adaptive grid against the full grid, side by side.
 
     .venv/bin/python bench/bench_submission.py [--images data/kodak] [--out DIR]
                                                [--recipes submission submission-2021] [--cache DIR]
+                                               [--full-grid-too]
 
 Runs the ``clic submission`` commands of the Makefile's ``submission`` recipe, then of
 its ``submission-2021`` recipe (read from it), into ``--out`` (default: a fresh
 temporary folder) with one fresh cache there (or ``--cache``, whose finished cells are
 reused), one after the other as ``make submission submission-2021`` does, and
-records each run's wall time and the leaderboard rows it wrote.  The README's results
-tables and run time come from here.  Writes one page per recipe:
-``bench/results/submission.md`` and ``submission_2021.md``.
+records each run's wall time, stage by stage, and the leaderboard rows it wrote.  The
+README's results tables and run time come from here.  ``--full-grid-too`` first runs the
+``submission`` recipe again with ``--full-grid`` into a folder and cache of its own, and
+compares: time per run and stage, rows and their differences, and the time projected for
+an 840-megapixel test set (CLIC 2019's low-rate one) on 2, 16 and 64 cores.  Writes one
+page per recipe, ``bench/results/submission.md`` and ``submission_2021.md``, and with
+``--full-grid-too`` ``bench/results/grid.md``.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import run_record, write_page
-from common import markdown_table
+from common import markdown_table, run_record, write_page
+from eval.images import list_images, load_rgb8
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["Entry", "PSNR", "PSNR (per-image mean)", "MS-SSIM", "Images Size (Bytes)", "bpp", "Decoding Time (ms)",
@@ -34,6 +39,9 @@ COLUMNS = ["Entry", "PSNR", "PSNR (per-image mean)", "MS-SSIM", "Images Size (By
 
 
 RECIPES = {"submission": "submission.md", "submission-2021": "submission_2021.md"}  # recipe -> page
+STAGES = ["encode", "allocate", "package", "verify", "report"]
+TEST_SET_MP = 840  # CLIC 2019 low-rate test set, megapixels
+CORES = (2, 16, 64)
 
 
 def makefile_commands(images: Path, out: Path, target: str) -> list[list[str]]:
@@ -44,37 +52,104 @@ def makefile_commands(images: Path, out: Path, target: str) -> list[list[str]]:
     return [shlex.split(re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], line)) for line in lines]
 
 
+def run_recipe(images: Path, out: Path, cache: Path, recipe: str, extra: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run a recipe's commands (with ``extra`` options); return each run's wall and stage
+    seconds, and the leaderboard rows the recipe added."""
+    seen = set(pd.read_csv(out / "leaderboard.csv")["Entry"]) if (out / "leaderboard.csv").is_file() else set()
+    rows = []
+    for command in makefile_commands(images, out, recipe):
+        begin = time.perf_counter()
+        done = subprocess.run([*command, "--cache", str(cache), *extra], check=True, cwd=ROOT, capture_output=True, text=True)
+        stages = dict(re.findall(r"(\w+) ([\d.]+) s", done.stdout.rsplit("\ntime: ", 1)[1]))
+        rows.append({"run": command[command.index("--out") + 1].rsplit("/", 1)[-1],
+                     "wall s": time.perf_counter() - begin, **{k: float(stages.get(k, 0)) for k in STAGES}})
+    board = pd.read_csv(out / "leaderboard.csv")
+    board = board[~board["Entry"].isin(seen)][COLUMNS]
+    return pd.DataFrame(rows), board.assign(**{"Decoding Time (ms)": board["Decoding Time (ms)"].round().astype(int)})
+
+
+def projection(times: pd.DataFrame, megapixels: float) -> dict[str, float]:
+    """Seconds for a TEST_SET_MP test set, per core count, scaled from these runs' stages: the
+    encode grid and (on dask) the decoding spread over all cores; the rest as measured here,
+    scaled by pixels."""
+    scale = TEST_SET_MP / megapixels
+    serial = times[["allocate", "package", "report"]].to_numpy().sum() * scale
+    encode, verify = times["encode"].sum() * scale * 2, times["verify"].sum() * scale  # encode: 2 workers here
+    out = {}
+    for cores in CORES:
+        out[f"local, {cores} cores"] = serial + encode / cores + verify
+        out[f"dask, {cores} cores"] = serial + encode / cores + verify / max(cores // 2, 1)
+    return out
+
+
+def compare_page(argv, started, images_text: str, megapixels: float, full, adaptive) -> list[str]:
+    """grid.md: the full grid and the adaptive one, run by run and stage by stage, and their rows."""
+    (full_times, full_rows), (times, rows) = full, adaptive
+    side = pd.DataFrame({"run": times["run"], "full grid s": full_times["wall s"], "adaptive s": times["wall s"]})
+    side["speed-up"] = side["full grid s"] / side["adaptive s"]
+    total = pd.DataFrame([{"run": "total", "full grid s": full_times["wall s"].sum(), "adaptive s": times["wall s"].sum(),
+                           "speed-up": full_times["wall s"].sum() / times["wall s"].sum()}])
+    stages = pd.DataFrame({"stage": STAGES, "full grid s": full_times[STAGES].sum().to_numpy(),
+                           "adaptive s": times[STAGES].sum().to_numpy()})
+    merged = full_rows.merge(rows, on="Entry", suffixes=(" full", " adaptive"))
+    diff = pd.DataFrame({"Entry": merged["Entry"],
+                         "PSNR full": merged["PSNR full"], "PSNR adaptive": merged["PSNR adaptive"],
+                         "Δ PSNR dB": merged["PSNR adaptive"] - merged["PSNR full"],
+                         "Δ MS-SSIM": merged["MS-SSIM adaptive"] - merged["MS-SSIM full"],
+                         "bytes full": merged["Images Size (Bytes) full"],
+                         "bytes adaptive": merged["Images Size (Bytes) adaptive"]})
+    projected = pd.DataFrame([{"where": k, "full grid h": v / 3600, "adaptive h": a / 3600}
+                              for (k, v), a in zip(projection(full_times, megapixels).items(),
+                                                   projection(times, megapixels).values())])
+    return [
+        "# `make submission`: the adaptive grid against the full grid", "",
+        run_record("bench_submission.py", argv, started, images_text), "",
+        "Both from an empty cache of their own, one after the other, on the same machine: the `submission` "
+        "recipe as it is (the adaptive search, `pipeline/search.py`) and with `--full-grid` on every command.", "",
+        markdown_table(pd.concat([side, total], ignore_index=True), ".2f"), "",
+        "Stage by stage (seconds, summed over the four runs; `encode` includes the search's allocations):", "",
+        markdown_table(stages, ".1f"), "",
+        "Leaderboard rows of both, and their differences:", "",
+        markdown_table(diff, ".6g"), "",
+        f"Projected for a {TEST_SET_MP}-megapixel test set (hours), scaled by pixels from these stages: the encode "
+        "grid spread over every core (it runs 2 workers here), decoding in one process locally and over half the "
+        "cores on dask, allocation, packaging and reports as measured.  The adaptive grid's share of cells is "
+        "assumed to stay what it is on this set.", "",
+        markdown_table(projected, ".2f"),
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, default=ROOT / "data" / "kodak")
     parser.add_argument("--out", type=Path, help="output folder (default: a temporary one); its cache must be empty")
     parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--cache", type=Path, help="cache folder (default: a fresh one in the output folder)")
+    parser.add_argument("--full-grid-too", action="store_true", help="also run `submission` with --full-grid; write grid.md")
     args = parser.parse_args(argv)
-    images = f"{args.images.name}, {len(list(args.images.glob('*.png')))} images"
+    paths = list_images(args.images)
+    megapixels = sum(load_rgb8(p).shape[0] * load_rgb8(p).shape[1] for p in paths) / 1e6
+    images = f"{args.images.name}, {len(paths)} images"
+    images_dir = args.images.resolve()
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch) / "out"
         cache = args.cache.resolve() if args.cache else out / "cache"
         start = "a fresh cache" if args.cache is None else f"the cache `{args.cache}` (its finished cells reused)"
+        full = None
+        if args.full_grid_too:
+            started = time.time()
+            full = run_recipe(images_dir, out.parent / "full_grid", out.parent / "full_grid" / "cache", "submission", ["--full-grid"])
         for recipe in args.recipes:
-            started, rows, seen = time.time(), [], set()
-            if (out / "leaderboard.csv").is_file():
-                seen = set(pd.read_csv(out / "leaderboard.csv")["Entry"])
-            for command in makefile_commands(args.images.resolve(), out, recipe):
-                begin = time.perf_counter()
-                subprocess.run([*command, "--cache", str(cache)], check=True, cwd=ROOT, capture_output=True)
-                rows.append({"run": command[command.index("--out") + 1].rsplit("/", 1)[-1],
-                             "wall s": time.perf_counter() - begin})
-            board = pd.read_csv(out / "leaderboard.csv")
-            board = board[~board["Entry"].isin(seen)][COLUMNS]
-            board = board.assign(**{"Decoding Time (ms)": board["Decoding Time (ms)"].round().astype(int)})
-            times = pd.DataFrame(rows)
+            recipe_started = time.time()
+            times, board = run_recipe(images_dir, out, cache, recipe, [])
             write_page(RECIPES[recipe], [
                 f"# `make {recipe}` from {start}", "",
-                run_record("bench_submission.py", argv, started, images),
+                run_record("bench_submission.py", argv, recipe_started, images),
                 "", f"Total: {times['wall s'].sum():.0f} s.", "", markdown_table(times, ".0f"), "",
                 "Leaderboard rows (`out/leaderboard.csv`):", "", markdown_table(board, ".6g"),
             ])
+            if full is not None and recipe == "submission":
+                write_page("grid.md", compare_page(argv, started, images, megapixels, full, (times, board)))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """CLIC metrics: exact SSE, PSNR (aggregate and per-image mean), MS-SSIM, bpp."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from eval.images import check_rgb8
+from eval.msssim import MsssimReference
 
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MSSSIM_WIN_SIZE = 11
@@ -54,27 +55,28 @@ def _pad_to_msssim_size(image: np.ndarray) -> np.ndarray:
     return np.pad(image, pad, mode="edge")
 
 
-def _as_batch(image: np.ndarray) -> "torch.Tensor":  # noqa: F821
-    import torch
+def msssim_scorer(original: np.ndarray) -> Callable[[np.ndarray], float]:
+    """MS-SSIM against one original for many candidates (``msssim_rgb(original, ·)``, with
+    the original's half of the work done once)."""
+    check_rgb8(original)
+    reference = MsssimReference(_pad_to_msssim_size(original))
 
-    return torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1).unsqueeze(0)
+    def score(decoded: np.ndarray) -> float:
+        _check_pair(original, decoded)
+        return reference.score(_pad_to_msssim_size(decoded))
+
+    return score
 
 
 def msssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
-    """MS-SSIM of two H×W×3 uint8 images: pytorch_msssim, 5 scales, standard weights, float64.
+    """MS-SSIM of two H×W×3 uint8 images: 5 scales, standard weights, float64, pytorch_msssim's
+    arithmetic (``eval.msssim``).
 
     Each channel is scored separately and the 3 values averaged. Policy for small images:
     a side shorter than MSSSIM_MIN_SIDE (161 px) is padded at the bottom/right by edge
     replication up to 161 px, identically in both images, before scoring.
     """
-    _check_pair(a, b)
-    x, y = (_as_batch(_pad_to_msssim_size(image)) for image in (a, b))
-    import torch  # imported here: the other metrics (and allocate/, which uses them) need no torch
-    from pytorch_msssim import ms_ssim
-
-    with torch.no_grad():
-        value = ms_ssim(x, y, data_range=255, win_size=MSSSIM_WIN_SIZE, weights=list(MSSSIM_WEIGHTS))
-    return float(value)
+    return msssim_scorer(a)(b)
 
 
 def weighted_msssim(values: Sequence[float], pixels: Sequence[int]) -> float:

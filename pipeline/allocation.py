@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 import allocate
@@ -80,3 +82,47 @@ def request(ladder: str, target: Target, objective: str, solver: str) -> dict:
     """What was asked, as recorded in the manifest."""
     mode = "budget" if isinstance(target, Budget) else "transparent"
     return {"ladder": ladder, "mode": mode, **asdict(target), "objective": objective, "solver": solver}
+
+
+PRICED = ("bytes", "sse", "msssim_loss")  # the cell quantities a Lagrangian weighs, in this order
+
+
+class Prices(NamedTuple):
+    """A Lagrangian over ``PRICED`` (the objective weighs 1, each constraint its LP multiplier)
+    and its allowance: a cell whose cost exceeds its image's cheapest by more than the
+    allowance is in no optimal allocation (reduced-cost fixing; the allowance is the gap
+    between an allocation's objective and the Lagrangian bound)."""
+
+    weights: np.ndarray  # (3,) in the order of PRICED
+    allowance: float
+
+
+def prices(table: pd.DataFrame, target: Target, objective: str, solver: str) -> Prices | None:
+    """How the allocation of ``target`` on ``table`` prices a cell: its LP relaxation's
+    multipliers, and the allowance from the allocation's objective.  None when no allocation
+    of these cells meets the target."""
+    rd = allocate.rd_arrays(table)
+    quantities = {"bytes": np.where(rd.valid, rd.bytes, np.inf).astype(float), "sse": rd.sse, "msssim_loss": rd.msssim_loss}
+    if isinstance(target, Budget):
+        cost, resources, caps = objective_column(objective), ["bytes"], [float(target.cap(table))]
+    else:
+        pixels = rd.total_pixels
+        cost, resources = "bytes", ["sse", "msssim_loss"]
+        caps = [allocate.sse_cap(target.psnr, pixels), (1 - target.msssim) * pixels]
+    res = np.stack([np.where(rd.valid, quantities[r], 0.0) for r in resources])
+    multipliers = allocate.lp_multipliers(quantities[cost], res, np.array(caps))
+    if multipliers is None:
+        return None
+    try:
+        upper = solve(table, target, objective, solver).objective
+    except allocate.InfeasibleError:
+        return None
+    weight = dict.fromkeys(PRICED, 0.0) | {cost: 1.0} | dict(zip(resources, multipliers))
+    lagrangian = sum(np.where(rd.valid, quantities[q], 0.0) * w for q, w in weight.items() if w > 0)
+    lower = float(np.where(rd.valid, lagrangian, np.inf).min(axis=1).sum() - multipliers @ np.array(caps))
+    return Prices(np.array([weight[q] for q in PRICED]), max(upper - lower, 0.0))
+
+
+def objective_column(objective: str) -> str:
+    """The cell quantity a budget allocation minimises."""
+    return "sse" if objective == "sse" else "msssim_loss"

@@ -96,6 +96,15 @@ class CellStore:
         atomic.write_text(self.record_path(image, candidate), json.dumps(record, indent=1))
         return record
 
+    def update(self, image: str, candidate: str, **fields: object) -> dict:
+        """Rewrite a finished cell's record with ``fields`` changed (its bitstream stays)."""
+        record = self.load(image, candidate)
+        if record is None:
+            raise PipelineError(f"no finished cell for {image} × {candidate} in {self.root}")
+        record = {**record, **fields}
+        atomic.write_text(self.record_path(image, candidate), json.dumps(record, indent=1))
+        return record
+
     def bitstream(self, image: str, candidate: str) -> Path:
         """Path of a finished cell's bitstream."""
         record = self.load(image, candidate)

@@ -195,6 +195,9 @@ def submission_command(
     leaderboard: Annotated[Optional[Path], typer.Option(help="Leaderboard CSV to add the rows to (default: OUT/leaderboard.csv).")] = None,
     layout: Annotated[str, typer.Option(help="clic2019: the submission/ folder; clic2021: also OUT/decoder.zip and "
                                         "a data.zip per target, verified as the organisers' server would.")] = "clic2019",
+    full_grid: Annotated[bool, typer.Option("--full-grid", help="Encode every image with every candidate instead of "
+                                            "the adaptive search (which encodes a coarse grid and refines only where "
+                                            "the targets' allocations can land).")] = False,
 ) -> None:
     """Build verified submissions: encode once → allocate, package, verify, report each target."""
     with expected_errors():
@@ -202,7 +205,7 @@ def submission_command(
             images=resolve_images(images), out=out, cache=cache, ladder=ladder or default_ladder(transparent),
             targets=resolve_targets(bpp, n_bytes, transparent, psnr, msssim), refine=refine, objective=objective,
             solver=solver, n_jobs=n_jobs, scheduler=scheduler, workers=workers, entry=entry,
-            leaderboard=leaderboard, layout=layout,
+            leaderboard=leaderboard, layout=layout, full_grid=full_grid,
         )
         run_submission(settings, log=typer.echo)
 

@@ -10,6 +10,7 @@ stopped.  The RD table is assembled from the cell records at the end.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from eval.images import by_stem, load_rgb8
-from eval.metrics import msssim_rgb, sse
+from eval.metrics import msssim_scorer, sse
 
 from .cache import COLUMNS, CellStore, dataset_key
 from .codecs import get_codec
@@ -28,11 +29,13 @@ from .parallel import Jobs, run_tasks
 
 @dataclass(frozen=True)
 class GridResult:
-    """The RD table of a grid run and how many cells this run encoded."""
+    """The RD table of a grid run, how many cells this run encoded, and how many of the
+    full grid's cells it left unencoded (the adaptive search's skips; 0 for a full grid)."""
 
     table: pd.DataFrame
     store: CellStore
     encoded: int
+    skipped: int = 0
 
 
 @lru_cache(maxsize=2)
@@ -41,31 +44,85 @@ def _original(path: Path) -> np.ndarray:
     return load_rgb8(path)
 
 
-def encode_cell(root: Path, image_path: Path, candidate: str) -> dict:
-    """Encode, decode and measure one cell; store it; return its record."""
-    codec = get_codec(candidate)
-    original = _original(image_path)
+@lru_cache(maxsize=2)
+def _msssim_of(path: Path) -> Callable[[np.ndarray], float]:
+    """MS-SSIM against this original, its half of the work done once per worker."""
+    return msssim_scorer(_original(path))
+
+
+def _coded(candidate: str, image_path: Path, work: Callable[[], object]) -> object:
+    """``work()``, with a codec's failure turned into one line naming the cell."""
     try:
-        start = time.perf_counter()
-        data = codec.encode(original)
-        enc_s = time.perf_counter() - start
-        start = time.perf_counter()
-        decoded = codec.decode(data)
-        dec_s = time.perf_counter() - start
+        return work()
     except (ValueError, OSError, RuntimeError) as exc:
         raise PipelineError(f"{candidate} failed on {image_path.name}: {exc}") from None
+
+
+def encode_cell(root: Path, image_path: Path, candidate: str, with_msssim: bool = True) -> dict:
+    """Encode, decode and measure one cell; store it; return its record.
+
+    ``with_msssim=False`` leaves the record's MS-SSIM empty (``None``): most of a cell's
+    measuring time, and read only by MS-SSIM objectives and transparent targets
+    (:func:`measure_msssim` fills it in later if one does).
+    """
+    codec = get_codec(candidate)
+    original = _original(image_path)
+    start = time.perf_counter()
+    data = _coded(candidate, image_path, lambda: codec.encode(original))
+    enc_s = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = _coded(candidate, image_path, lambda: codec.decode(data))
+    dec_s = time.perf_counter() - start
     height, width = original.shape[:2]
     record = {
         "image": image_path.stem, "candidate": candidate, "family": codec.family,
         "rate_label": codec.rate_label, "pixels": width * height, "width": width,
-        "height": height, "sse": sse(original, decoded), "msssim": msssim_rgb(original, decoded),
+        "height": height, "sse": sse(original, decoded),
+        "msssim": _msssim_of(image_path)(decoded) if with_msssim else None,
         "enc_s": enc_s, "dec_s": dec_s, "fingerprint": codec.fingerprint,
     }
     return CellStore(root).save(record, data)
 
 
+def measure_msssim(root: Path, image_path: Path, candidate: str) -> dict:
+    """Fill in a finished cell's MS-SSIM: decode its cached bitstream, measure, store the record."""
+    store = CellStore(root)
+    path = store.bitstream(image_path.stem, candidate)
+    decoded = _coded(candidate, image_path, lambda: get_codec(candidate).decode(path.read_bytes()))
+    return store.update(image_path.stem, candidate, msssim=_msssim_of(image_path)(decoded))
+
+
+Cell = tuple[Path, str]  # (image path, candidate name)
+
+
+def fill_cells(store: CellStore, cells: list[Cell], n_jobs: Jobs, with_msssim: bool = True) -> tuple[list[dict], int]:
+    """Encode every cell of ``cells`` that is not finished in ``store`` and, ``with_msssim``,
+    measure the MS-SSIM of finished cells stored without one.  Returns the records of all
+    ``cells`` (in order) and how many cells were encoded here."""
+    prints = {name: get_codec(name).fingerprint for name in dict.fromkeys(name for _, name in cells)}
+    records = {(path.stem, name): store.load(path.stem, name, prints[name]) for path, name in cells}
+    todo = [(store.root, path, name, with_msssim) for path, name in cells if records[(path.stem, name)] is None]
+    unmeasured = [(store.root, path, name) for path, name in cells
+                  if with_msssim and (r := records[(path.stem, name)]) is not None and r.get("msssim") is None]
+    for path in dict.fromkeys(path for _, path, *_ in todo):
+        load_rgb8(path)  # a bad image fails now, in one line, not hours into the run
+    done = len(records) - len(todo) - len(unmeasured)
+    for work, tasks, desc in ((encode_cell, todo, "encode grid"), (measure_msssim, unmeasured, "MS-SSIM of cached cells")):
+        for record in run_tasks(work, tasks, n_jobs, desc, done=done) if tasks else ():
+            records[(record["image"], record["candidate"])] = record
+        done += len(tasks)
+    if any(r is None for r in records.values()):
+        raise PipelineError(f"grid incomplete in {store.root}: a cell vanished while running")
+    return list(records.values()), len(todo)
+
+
+def rd_table(records: list[dict]) -> pd.DataFrame:
+    """The RD table of cell records (MS-SSIM empty where a record has none)."""
+    return pd.DataFrame(records, columns=COLUMNS).astype({"msssim": float})
+
+
 def run_grid(
-    images: list[Path], candidates: list[str], cache: Path, n_jobs: Jobs = 2
+    images: list[Path], candidates: list[str], cache: Path, n_jobs: Jobs = 2, with_msssim: bool = True
 ) -> GridResult:
     """Fill every missing cell of ``images × candidates`` and return the RD table.
 
@@ -74,19 +131,12 @@ def run_grid(
     """
     if not candidates:
         raise PipelineError("no candidates to encode")
-    by_stem(images)  # cells are keyed by image stem
-    store = CellStore(cache / dataset_key(images))
-    cells = [(path, name) for path in images for name in candidates]
-    prints = {name: get_codec(name).fingerprint for name in candidates}
-    todo = [
-        (store.root, path, name) for path, name in cells
-        if store.load(path.stem, name, prints[name]) is None
-    ]  # fmt: skip
-    for path in dict.fromkeys(path for _, path, _ in todo):
-        load_rgb8(path)  # a bad image fails now, in one line, not hours into the run
-    for _ in run_tasks(encode_cell, todo, n_jobs, "encode grid", done=len(cells) - len(todo)):
-        pass
-    records = [store.load(path.stem, name, prints[name]) for path, name in cells]
-    if any(r is None for r in records):
-        raise PipelineError(f"grid incomplete in {store.root}: a cell vanished while running")
-    return GridResult(pd.DataFrame(records, columns=COLUMNS), store, encoded=len(todo))
+    store = open_store(images, cache)
+    records, encoded = fill_cells(store, [(path, name) for path in images for name in candidates], n_jobs, with_msssim)
+    return GridResult(rd_table(records), store, encoded)
+
+
+def open_store(images: list[Path], cache: Path) -> CellStore:
+    """The cache folder of this image set (images are keyed by stem: two with one stem are refused)."""
+    by_stem(images)
+    return CellStore(cache / dataset_key(images))

@@ -153,14 +153,15 @@ def write_images(folder: Path, chosen: pd.DataFrame, store: CellStore) -> dict[s
 
 def package(
     dest: Path, allocation: allocate.Allocation, store: CellStore, rd_table: Path, request: dict,
-    decoder_candidates: list[str] | None = None,
+    decoder_candidates: list[str] | None = None, skipped_cells: int = 0,
 ) -> dict:
     """Build ``dest`` (the submission folder) from an allocation; return its manifest.
 
     ``request`` describes what was asked (ladder, mode, budget or targets) and is
     recorded verbatim beside the allocation's certificate.  ``decoder_candidates``: what
     the decoder must decode (default: the chosen candidates; several targets pass the
-    union of theirs, so that they share one decoder).
+    union of theirs, so that they share one decoder).  ``skipped_cells``: cells of the full
+    grid that the adaptive search left unencoded (:mod:`pipeline.search`).
     """
     chosen = allocation.chosen.sort_values("image")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +188,7 @@ def package(
             "rd_table": {
                 "file": rd_table.name, "sha256": table_hash(rd_table),
                 "hashed": f"the CSV text without the timing columns {', '.join(TIMING_COLUMNS)}",
+                "skipped_cells": skipped_cells,
             },
             "versions": versions(),
             "platform": platform_record(),

@@ -22,8 +22,10 @@ def set_point(rows: pd.DataFrame) -> pd.Series:
 
 
 def candidate_curves(table: pd.DataFrame) -> pd.DataFrame:
-    """One aggregate point per candidate (family, candidate, bpp, psnr), by family then bpp."""
-    points = table.groupby(["family", "candidate"])[["bytes", "pixels", "sse"]].apply(set_point)
+    """One aggregate point per candidate encoded for every image (family, candidate, bpp, psnr), by
+    family then bpp; the adaptive grid's refinements, encoded for some images only, have none."""
+    everywhere = table.groupby("candidate")["image"].transform("size") == table["image"].nunique()
+    points = table[everywhere].groupby(["family", "candidate"])[["bytes", "pixels", "sse"]].apply(set_point)
     return points.reset_index().sort_values(["family", "bpp"], ignore_index=True)
 
 

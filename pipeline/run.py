@@ -23,16 +23,18 @@ from eval.images import list_images
 from eval.score import score_folders
 from eval.metrics import bpp
 
-from .allocation import Budget, Target, check_options, request, solve
+from .allocation import Budget, Target, Transparent, check_options, prices, request, solve
+from .cache import CellStore
 from .codecs import ladder_candidates, with_refinement
 from .distributed import connect, decoder_for, prepare_workers
 from .errors import PipelineError
-from .grid import GridResult, run_grid
+from .grid import GridResult, fill_cells, run_grid
 from .layout import DATA_ZIP, DECODER_ZIP, LAYOUTS, data_zip_overhead, run_as_server, write_data_zip, write_decoder_zip
 from .package import package
 from .parallel import Jobs, one_torch_thread
 from .paths import check_layout
 from .report import ReportFiles, report
+from .search import Pricing, search_grid
 from .verify import PSNR_TOLERANCE_DB, Verification, verify
 
 
@@ -48,6 +50,7 @@ class Settings:
     targets: tuple[Target, ...] = ()  # several: each gets OUT/<target tag>/
     layout: str = "clic2019"  # or "clic2021": decoder.zip + a data.zip per target (``pipeline.layout``)
     refine: int = 0  # latent-refinement steps for learned candidates (models.refine); 0: off
+    full_grid: bool = False  # encode every image × candidate instead of the adaptive search (pipeline.search)
     objective: str = "sse"
     solver: str = "exact"
     n_jobs: int = 2
@@ -128,18 +131,24 @@ def timed(stage_s: dict[str, float], stage: str) -> Iterator[None]:
 
 
 def encode(
-    images: Path, ladder: str, cache: Path, out: Path, n_jobs: Jobs, refine: int = 0
+    images: Path, ladder: str, cache: Path, out: Path, n_jobs: Jobs, refine: int = 0,
+    pricing: Pricing | None = None, with_msssim: bool = True,
 ) -> tuple[GridResult, Path]:
     """Fill the encode grid and write its RD table to ``out/rd.csv``.
 
     ``n_jobs``: local worker processes, or a dask ``Client`` (see :mod:`pipeline.distributed`).
-    ``refine``: latent-refinement steps for the learned candidates (0: off).
+    ``refine``: latent-refinement steps for the learned candidates (0: off).  ``pricing``: the
+    targets' Lagrangians for the adaptive search (:mod:`pipeline.search`); None: the full grid.
+    ``with_msssim``: measure every cell's MS-SSIM (else it stays empty, for the allocation to skip).
     """
     check_layout(images, out)
     paths, candidates = list_images(images), with_refinement(ladder_candidates(ladder), refine)
     if not isinstance(n_jobs, int):
         prepare_workers(n_jobs, paths, candidates, [cache, out])
-    grid = run_grid(paths, candidates, cache, n_jobs)
+    if pricing is None:
+        grid = run_grid(paths, candidates, cache, n_jobs, with_msssim)
+    else:
+        grid = search_grid(paths, candidates, cache, n_jobs, pricing, with_msssim)
     table_path = out / "rd.csv"
     atomic.write_csv(table_path, grid.table)
     return grid, table_path
@@ -157,11 +166,21 @@ def run_submission(s: Settings, log: Callable[[str], None] = print) -> Outcome:
 
 def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
     stage_s: dict[str, float] = {}
+    jobs = s.n_jobs if client is None else client
+    stems = sorted(path.stem for path in list_images(s.images))
+    overhead = data_zip_overhead(stems) if s.layout == "clic2021" else 0
+    # MS-SSIM of every cell only where an allocation reads it; otherwise of the chosen cells only
+    with_msssim = s.objective == "msssim" or any(isinstance(t, Transparent) for t in s.targets)
+
+    def pricing(table):
+        return [prices(table, target.less(table, overhead), s.objective, s.solver) for target in s.targets]
+
     with timed(stage_s, "encode"):
-        grid, table_path = encode(s.images, s.ladder, s.cache, s.out, s.n_jobs if client is None else client, s.refine)
-    log(f"encode: {len(grid.table)} cells ({grid.encoded} encoded now) -> {table_path}")
+        grid, table_path = encode(s.images, s.ladder, s.cache, s.out, jobs, s.refine,
+                                  None if s.full_grid else pricing, with_msssim)
+    skipped = f", {grid.skipped} of the full grid's skipped by the adaptive search" if grid.skipped else ""
+    log(f"encode: {len(grid.table)} cells ({grid.encoded} encoded now{skipped}) -> {table_path}")
     table = allocate.load_rd_table(table_path)
-    overhead = data_zip_overhead(sorted(table["image"].unique())) if s.layout == "clic2021" else 0
     allocations = []
     with timed(stage_s, "allocate"):
         for target in s.targets:
@@ -170,6 +189,9 @@ def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
             log(f"allocate: {target.describe()}{f' (less {overhead} B of zip structure)' if overhead else ''}: "
                 f"{allocation.total_bytes} bytes, {allocation.bpp:.4f} bpp, gap {allocation.gap:g} "
                 f"({allocation.solver}, {allocation.wall_s:.2f} s)")
+    if not with_msssim:
+        with timed(stage_s, "allocate"):
+            allocations = measure_chosen(allocations, grid.store, s.images, jobs)
     decoder_needs = sorted({c for a in allocations for c in a.chosen["candidate"]})  # one decoder for all targets
     entries = []
     for target, allocation in zip(s.targets, allocations):
@@ -178,7 +200,7 @@ def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
         with timed(stage_s, "package"):
             manifest = package(submission, allocation, grid.store, table_path,
                                request(s.ladder, target, s.objective, s.solver) | {"layout": s.layout},
-                               decoder_candidates=decoder_needs)
+                               decoder_candidates=decoder_needs, skipped_cells=grid.skipped)
         log(f"package: {submission} (images {manifest['images_bytes']} B, decoder {manifest['decoder_bytes']} B)")
         with timed(stage_s, "verify"):
             verification = verify(submission, s.images, folder / "decoded", decoder_for(client))
@@ -192,7 +214,21 @@ def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
                            s.leaderboard or s.out / "leaderboard.csv")
         log(f"report: {files.leaderboard}, {files.per_image}, {files.plot}")
         entries.append(Entry(target, folder, allocation, verification, files))
+    log("time: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in stage_s.items()))
     return Outcome(grid, table_path, entries, stage_s)
+
+
+def measure_chosen(
+    allocations: list[allocate.Allocation], store: CellStore, images: Path, n_jobs: Jobs
+) -> list[allocate.Allocation]:
+    """The allocations with the MS-SSIM of each chosen cell measured (for the manifest and
+    report) where the grid left it empty."""
+    path_of = {path.stem: path for path in list_images(images)}
+    keys = [list(zip(a.chosen["image"], a.chosen["candidate"])) for a in allocations]
+    cells = sorted({(path_of[image], name) for k in keys for image, name in k})
+    records, _ = fill_cells(store, cells, n_jobs, with_msssim=True)
+    msssim = {(r["image"], r["candidate"]): r["msssim"] for r in records}
+    return [replace(a, chosen=a.chosen.assign(msssim=[msssim[key] for key in k])) for a, k in zip(allocations, keys)]
 
 
 def _verify_as_server(s: Settings, target: Target, table, folder: Path, verification: Verification) -> Verification:

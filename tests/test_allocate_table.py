@@ -94,3 +94,15 @@ def test_set_conventions():
     assert aggregate_psnr(sse_cap(40.0, 1234), 1234) == pytest.approx(40.0)
     assert weighted_msssim(np.array([0.9, 0.99]), np.array([100, 300])) == pytest.approx((90 + 297) / 400)
     assert total_pixels(good_table()) == 150
+
+
+def test_unmeasured_msssim_serves_an_sse_budget_and_is_refused_where_it_is_read(tmp_path):
+    from allocate import solve_budget, solve_transparent
+
+    df = load_rd_table(write(tmp_path, good_table().assign(msssim=[0.9, np.nan, 0.97])))
+    assert np.isnan(df["msssim"].iat[1])
+    chosen = solve_budget(df, cap_bytes=35).chosen
+    assert chosen["candidate"].tolist() == ["q2", "q1"]  # the SSE optimum, MS-SSIM unread
+    for solve in (lambda: solve_budget(df, 35, objective="msssim"), lambda: solve_transparent(df, 20.0, 0.5)):
+        with pytest.raises(BadTableError, match=r"no MS-SSIM measured at row 2 \(image 'a', candidate 'q2'\)"):
+            solve()

@@ -12,7 +12,7 @@ from pytorch_msssim import ms_ssim
 from scipy.signal import convolve2d
 
 from eval.metrics import (
-    aggregate_psnr, bpp, mean_psnr, msssim_rgb, psnr_from_mse, sse, weighted_msssim,
+    aggregate_psnr, bpp, mean_psnr, msssim_rgb, msssim_scorer, psnr_from_mse, sse, weighted_msssim,
 )
 
 torch.set_num_threads(1)
@@ -157,3 +157,21 @@ def test_small_images_are_edge_padded_to_161(crop):
     expected = float(ms_ssim(x, y, data_range=255, weights=list(WEIGHTS)))
     assert msssim_rgb(small, recon) == pytest.approx(expected, abs=1e-12)
     assert msssim_rgb(crop[:1, :1], crop[:1, :1]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name, height, width", [("kodim05.png", 512, 768), ("kodim19.png", 391, 277)])
+def test_msssim_agrees_with_pytorch_msssim_in_float64_to_rounding(name, height, width):
+    """eval.msssim reimplements pytorch_msssim's arithmetic (to reuse the original's half): it must
+    agree in float64 at every quality, on a full Kodak image and on one with odd sides (which
+    exercise the zero-padded pooling)."""
+    original = _kodak(name, height, width)
+    score = msssim_scorer(original)
+    x = torch.from_numpy(original.astype(np.float64)).permute(2, 0, 1)[None]
+    for quality in (3, 40, 97):
+        recon = _jpeg(original, quality=quality)
+        y = torch.from_numpy(recon.astype(np.float64)).permute(2, 0, 1)[None]
+        expected = float(ms_ssim(x, y, data_range=255, win_size=11, weights=list(WEIGHTS)))
+        assert score(recon) == pytest.approx(expected, abs=1e-9)
+        assert msssim_rgb(original, recon) == pytest.approx(expected, abs=1e-9)
+    with pytest.raises(ValueError, match="shapes differ"):
+        score(original[:-1])

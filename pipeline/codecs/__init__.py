@@ -15,7 +15,7 @@ from .base import Codec
 
 LADDERS = ("learned", "classical", "hybrid")
 
-__all__ = ["LADDERS", "Codec", "default_ladder", "get_codec", "ladder_candidates", "with_refinement"]
+__all__ = ["LADDERS", "Codec", "default_ladder", "get_codec", "ladder_candidates", "setting_group", "with_refinement"]
 
 
 def default_ladder(transparent: bool = False) -> str:
@@ -65,6 +65,12 @@ def ladder_candidates(ladder: str) -> list[str]:
 def with_refinement(candidates: list[str], steps: int) -> list[str]:
     """The learned candidates coded after ``steps`` of latent refinement (``learned.with_refinement``)."""
     return learned.with_refinement(candidates, steps)
+
+
+def setting_group(name: str) -> str:
+    """What a candidate is one setting of: its codec family (``avif``), or for a learned
+    candidate its ladder (``learned-psnr``: all learned ladders share the family ``learned``)."""
+    return learned.ladder_of(name) if learned.is_learned(name) else get_codec(name).family
 
 
 @lru_cache(maxsize=None)

@@ -49,6 +49,13 @@ def is_learned(name: str) -> bool:
     return name.startswith(PREFIX)
 
 
+def ladder_of(name: str) -> str:
+    """The ladder a learned candidate is a point of (``learned-psnr`` for ``learned-psnr-q2-refine50``)."""
+    from models.refine import split_name
+
+    return split_name(name)[0].rsplit("-", 1)[0]
+
+
 def with_refinement(names: list[str], steps: int) -> list[str]:
     """The candidates with every learned one coded after ``steps`` of latent refinement
     (an encoder-only change: same decoder, same weights); 0 leaves them as they are."""

@@ -1,0 +1,210 @@
+"""Adaptive grid: encode a few settings per image, then only where an allocation can land.
+
+The full grid costs images × candidates, yet an allocation only ever picks, per image, cells
+near one operating slope.  So per image and family (the settings of one codec or one learned
+ladder, listed lowest rate first) the search encodes the two lowest settings, then repeats:
+
+1. price every cell by the Lagrangian of each target's allocation on the cells encoded so
+   far (``pipeline.allocation.prices``: the LP relaxation's multipliers), with its allowance:
+   a cell costing more than its image's cheapest plus the allowance is in no optimal
+   allocation (reduced-cost fixing);
+2. bound from below what an unencoded setting can cost: between two encoded settings
+   (:func:`gap_bound`) and above the highest (:func:`beyond_bound`), assuming each family's
+   curve of distortion against bytes is convex and falling;
+3. wherever that bound is within reach, encode the setting predicted cheapest
+   (:func:`likeliest`); first where the bound beats the cheapest cell itself, then where it
+   is only within the allowance.  While no allocation of the cells meets a target, every
+   family grows ``STRIDE`` settings upwards instead.
+
+It stops when no bound is within reach: under the convexity assumption, no setting left out
+can be in an optimal allocation of any target, so the exact allocation of the cells encoded
+is the full grid's.  Cells already in the cache are used too, as they cost nothing.
+``bench/bench_grid.py`` measures the cells and time saved and the rows against the full grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .allocation import Prices
+from .codecs import get_codec, setting_group
+from .grid import Cell, GridResult, fill_cells, open_store, rd_table
+from .parallel import Jobs
+
+STRIDE = 4  # a family grows upwards this many settings at a time
+
+# From an RD table, how each target's allocation prices a cell (None: no allocation of these
+# cells meets that target, so every family grows upwards).
+Pricing = Callable[[pd.DataFrame], list[Prices | None]]
+
+
+def families(candidates: list[str]) -> list[list[str]]:
+    """The candidates grouped by what they are settings of (a codec family, a learned ladder),
+    each group in the order given (lowest rate first)."""
+    groups: dict[str, list[str]] = {}
+    for name in candidates:
+        groups.setdefault(setting_group(name), []).append(name)
+    return list(groups.values())
+
+
+def seed(family: list[str]) -> list[str]:
+    """Where the search starts in a family: its two lowest settings (a chord that tells whether
+    higher settings can pay at all)."""
+    return family[:2]
+
+
+def gap_bound(points: list[np.ndarray], k: int, weights: np.ndarray) -> np.ndarray:
+    """(S,) the least Lagrangian cost, at each of ``weights`` (S, 3), of any setting strictly
+    between the family's encoded points ``k`` and ``k + 1`` (``points``: (3,) values in setting
+    order), if the family's curve of weighted distortion against bytes is convex and falling.
+
+    Convexity puts such a point on or above the chord through points k-1 and k extended to the
+    right, and the chord through k+1 and k+2 extended to the left; falling puts it no lower
+    than point k+1.  The cost, linear along each of these lines, is least at one of their
+    crossings or at the gap's ends, so those are the only places tried.
+    """
+    rate = np.array([p[0] for p in points])
+    distortion = np.stack([p[1:] for p in points]) @ weights[:, 1:].T  # (points, S)
+    lo, hi = k, k + 1
+    r_lo, r_hi = rate[lo], rate[hi]
+    lines = [(np.zeros(len(weights)), distortion[hi])]  # (slope, value at r_hi): the floor D >= D_hi
+    if lo > 0:
+        slope = (distortion[lo] - distortion[lo - 1]) / max(rate[lo] - rate[lo - 1], 1e-9)
+        lines.append((slope, distortion[lo] + slope * (r_hi - r_lo)))
+    if hi + 1 < len(points):
+        slope = (distortion[hi + 1] - distortion[hi]) / max(rate[hi + 1] - rate[hi], 1e-9)
+        lines.append((slope, distortion[hi]))
+    at = [np.full(len(weights), r_lo), np.full(len(weights), r_hi)]
+    for a in range(len(lines)):
+        for b in range(a + 1, len(lines)):
+            (sa, va), (sb, vb) = lines[a], lines[b]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cross = r_hi + (vb - va) / (sa - sb)
+            at.append(np.clip(np.nan_to_num(cross, nan=r_lo, posinf=r_hi, neginf=r_lo), r_lo, r_hi))
+    floor = [np.max([v + s * (r - r_hi) for s, v in lines], axis=0) for r in at]  # the lower envelope
+    return np.min([weights[:, 0] * r + d for r, d in zip(at, floor)], axis=0)
+
+
+def beyond_bound(points: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """(S,) the least Lagrangian cost, at each of ``weights``, of any setting above the family's
+    highest encoded one, if its curve is convex and falling: on or above the last chord extended
+    (weighted distortion never below 0), so least where that chord meets zero distortion cost."""
+    (r_a, *d_a), (r_b, *d_b) = points[-2], points[-1]
+    dist_a, dist_b = np.array(d_a) @ weights[:, 1:].T, np.array(d_b) @ weights[:, 1:].T
+    slope = np.minimum((dist_b - dist_a) / max(r_b - r_a, 1e-9), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reach = np.where(slope < 0, r_b + dist_b / -slope, np.inf)  # where the extended chord hits 0
+    return np.minimum(weights[:, 0] * r_b + dist_b, weights[:, 0] * reach)
+
+
+def _line(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Piecewise-linear through (xs, ys), extended beyond both ends along the end segments."""
+    inside = np.interp(x, xs, ys)
+    left = ys[0] + (x - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0])
+    right = ys[-1] + (x - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    return np.where(x < xs[0], left, np.where(x > xs[-1], right, inside))
+
+
+def likeliest(settings: list[int], points: list[np.ndarray], choices: range, weights: np.ndarray,
+              reach: np.ndarray) -> int:
+    """Of the unencoded settings ``choices``, the one predicted cheapest relative to ``reach``:
+    log-bytes linear in the setting (grids step geometrically in rate), log-distortion linear
+    in log-bytes, both through the encoded points.  Encoding the cheapest first lowers the
+    image's least cost soonest, which closes the other gaps."""
+    if len(points) < 2:
+        return choices[len(choices) // 2]
+    at = np.array(choices, dtype=float)
+    log_rate = np.log(np.maximum([p[0] for p in points], 1.0))
+    rate = np.exp(_line(at, np.array(settings, dtype=float), log_rate))
+    distortion = np.maximum(np.stack([p[1:] for p in points]) @ weights[:, 1:].T, 1e-12)  # (points, T)
+    order = np.argsort(log_rate)
+    costs = [weights[t, 0] * rate + np.exp(_line(np.log(rate), log_rate[order], np.log(distortion[order, t])))
+             - reach[t] for t in range(len(weights))]
+    return choices[int(np.argmin(np.min(costs, axis=0)))]
+
+
+def _by_family(table: pd.DataFrame, family_lists: list[list[str]]):
+    """Per image: its (bytes, SSE, MS-SSIM shortfall) rows and, per family, the settings
+    encoded (ascending) and their rows."""
+    position = {name: (f, i) for f, family in enumerate(family_lists) for i, name in enumerate(family)}
+    for image, rows in table.groupby("image", sort=True):
+        values = np.nan_to_num(rows[["bytes", "sse", "msssim"]].to_numpy(dtype=float), nan=1.0)
+        values[:, 2] = rows["pixels"].to_numpy() * (1 - values[:, 2])  # NaN (not measured) weighs 0
+        encoded: dict[int, dict[int, np.ndarray]] = {}
+        for name, value in zip(rows["candidate"], values):
+            f, i = position[name]
+            encoded.setdefault(f, {})[i] = value
+        families_here = {f: (sorted(points), [points[i] for i in sorted(points)]) for f, points in encoded.items()}
+        yield image, values, families_here
+
+
+def open_gaps(table: pd.DataFrame, family_lists: list[list[str]], priced: list[Prices]) -> list[tuple[str, str]]:
+    """(image, candidate) of every setting worth encoding next: in each gap between encoded
+    settings of a family that could hold a cell within the allowance of the image's cheapest at
+    one of the ``priced`` Lagrangians (:func:`gap_bound`), and above a family's highest encoded
+    setting where the settings above could (:func:`beyond_bound`), the setting :func:`likeliest`
+    to be cheapest.  Empty when the search is done."""
+    weights = np.stack([p.weights for p in priced])  # (T, 3)
+    allowance = np.array([p.allowance for p in priced])
+    wanted = []
+    for image, values, encoded in _by_family(table, family_lists):
+        reach = (values @ weights.T).min(axis=0) + allowance  # (T,) the costs an optimal allocation can pay
+        for f, (settings, points) in encoded.items():
+            family = family_lists[f]
+            for k, (lo, hi) in enumerate(zip(settings, settings[1:])):
+                if hi - lo >= 2 and np.any(gap_bound(points, k, weights) < reach):
+                    wanted.append((image, family[likeliest(settings, points, range(lo + 1, hi), weights, reach)]))
+            top = settings[-1]
+            if top < len(family) - 1 and (len(points) < 2 or np.any(beyond_bound(points, weights) < reach)):
+                wanted.append((image, family[likeliest(settings, points, range(top + 1, len(family)), weights, reach)]))
+    return wanted
+
+
+def higher(table: pd.DataFrame, family_lists: list[list[str]], stride: int = STRIDE) -> list[tuple[str, str]]:
+    """(image, candidate) ``stride`` settings above the highest encoded one of every family,
+    for every image: where a target that no allocation of the encoded cells meets is sought."""
+    return [
+        (image, family_lists[f][min(settings[-1] + stride, len(family_lists[f]) - 1)])
+        for image, _, encoded in _by_family(table, family_lists)
+        for f, (settings, _) in encoded.items() if settings[-1] < len(family_lists[f]) - 1
+    ]
+
+
+def search_grid(
+    images: list[Path], candidates: list[str], cache: Path, n_jobs: Jobs, pricing: Pricing,
+    with_msssim: bool, stride: int = STRIDE,
+) -> GridResult:
+    """The adaptive grid of ``images × candidates``: the cells worth encoding for the targets
+    that ``pricing`` prices, encoded (or found in the cache); ``skipped`` counts the rest."""
+    store = open_store(images, cache)
+    family_lists = families(candidates)
+    order = {name: k for k, name in enumerate(candidates)}
+    path_of = {path.stem: path for path in images}
+    prints = {name: get_codec(name).fingerprint for name in candidates}
+    cells: set[Cell] = {(path, name) for path in images for family in family_lists for name in seed(family)}
+    for path in images:  # finished cells of the cache cost nothing
+        for name in candidates:
+            record = store.load(path.stem, name, prints[name])
+            if record is not None and (record.get("msssim") is not None or not with_msssim):
+                cells.add((path, name))
+    encoded = 0
+    while True:
+        ordered = sorted(cells, key=lambda cell: (cell[0].stem, order[cell[1]]))
+        records, now = fill_cells(store, ordered, n_jobs, with_msssim)
+        encoded += now
+        table = rd_table(records)
+        priced = pricing(table)
+        if any(p is None for p in priced):
+            wanted = higher(table, family_lists, stride)
+        else:  # the gaps the Lagrangian itself points at first, then those within the allowance
+            wanted = open_gaps(table, family_lists, [p._replace(allowance=0.0) for p in priced])
+            wanted = wanted or open_gaps(table, family_lists, priced)
+        more = {(path_of[image], name) for image, name in wanted} - cells
+        if not more:
+            break
+        cells |= more
+    return GridResult(table, store, encoded, skipped=len(images) * len(candidates) - len(table))
