@@ -139,8 +139,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.full_grid_too:
             started = time.time()
             full = run_recipe(images_dir, out.parent / "full_grid", out.parent / "full_grid" / "cache", "submission", ["--full-grid"])
-        for recipe in args.recipes:
+        for n, recipe in enumerate(args.recipes):
             recipe_started = time.time()
+            if n:
+                start = f"after `make {args.recipes[n - 1]}`, on its cache"
             times, board = run_recipe(images_dir, out, cache, recipe, [])
             write_page(RECIPES[recipe], [
                 f"# `make {recipe}` from {start}", "",
