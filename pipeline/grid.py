@@ -116,9 +116,11 @@ def fill_cells(store: CellStore, cells: list[Cell], n_jobs: Jobs, with_msssim: b
     return list(records.values()), len(todo)
 
 
-def rd_table(records: list[dict]) -> pd.DataFrame:
-    """The RD table of cell records (MS-SSIM empty where a record has none)."""
-    return pd.DataFrame(records, columns=COLUMNS).astype({"msssim": float})
+def rd_table(records: list[dict], with_msssim: bool = True) -> pd.DataFrame:
+    """The RD table of cell records: MS-SSIM empty where a record has none, and everywhere
+    unless ``with_msssim`` (so that the table does not depend on what earlier runs measured)."""
+    table = pd.DataFrame(records, columns=COLUMNS).astype({"msssim": float})
+    return table if with_msssim else table.assign(msssim=float("nan"))
 
 
 def run_grid(
@@ -133,7 +135,7 @@ def run_grid(
         raise PipelineError("no candidates to encode")
     store = open_store(images, cache)
     records, encoded = fill_cells(store, [(path, name) for path in images for name in candidates], n_jobs, with_msssim)
-    return GridResult(rd_table(records), store, encoded)
+    return GridResult(rd_table(records, with_msssim), store, encoded)
 
 
 def open_store(images: list[Path], cache: Path) -> CellStore:

@@ -196,7 +196,7 @@ def search_grid(
         ordered = sorted(cells, key=lambda cell: (cell[0].stem, order[cell[1]]))
         records, now = fill_cells(store, ordered, n_jobs, with_msssim)
         encoded += now
-        table = rd_table(records)
+        table = rd_table(records, with_msssim)
         priced = pricing(table)
         if any(p is None for p in priced):
             wanted = higher(table, family_lists, stride)

@@ -22,12 +22,11 @@ import torch
 from . import bitstream, zoo
 from .bitstream import BadStreamError, Header
 from .integer_prior import HYPER, CoderTables, IntegerPrior, exact_gain, to_float
-from .rans import decode_with_indexes
+from .latents import PAD_MULTIPLE, bottleneck_symbols, latent_shapes, to_image  # noqa: F401  (public API)
 from .safetensors import BadWeightsFileError, read_safetensors
 from .synthesis import synthesis
 from .zoo import ZooDecoder
 
-PAD_MULTIPLE = 64  # images are padded to this (the largest stride 16 times h_a's 4)
 SCALE_SUFFIX = ":scale"  # "<parameter>:scale": the per-output-channel step of an int8 parameter
 
 
@@ -76,17 +75,6 @@ def float_state(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def latent_shapes(N: int, M: int, stride: int, height: int, width: int) -> dict:
-    """The coded latents' shapes for an image of ``height`` × ``width``."""
-    hp, wp = height + -height % PAD_MULTIPLE, width + -width % PAD_MULTIPLE
-    return {"y": (M, hp // stride, wp // stride), "hyper": (N, hp // (4 * stride), wp // (4 * stride))}
-
-
-def to_image(x: torch.Tensor) -> np.ndarray:
-    """1×3×H×W float in [0, 1] → H×W×3 uint8 (rounded)."""
-    return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-
-
 def digest(y_hat: torch.Tensor) -> str:
     """SHA-256 (first 16 hex digits) of an integer latent: equal wherever the stream decodes correctly."""
     return hashlib.sha256(y_hat.numpy().astype("<i8").tobytes()).hexdigest()[:16]
@@ -117,11 +105,7 @@ class Decoder:
 
     def z_hat(self, stream: bytes, shape: tuple[int, int, int]) -> torch.Tensor:
         """The decoded hyper-latent (float32): symbols plus the bottleneck's medians."""
-        channels, height, width = shape
-        indexes = torch.arange(channels).repeat_interleave(height * width).tolist()
-        values = decode_with_indexes(stream, indexes, self.z_tables.cdf, self.z_tables.cdf_length,
-                                     self.z_tables.offset)
-        return torch.tensor(values, dtype=torch.int32).view(1, *shape).float() + self.medians
+        return bottleneck_symbols(stream, shape, self.z_tables, self.medians)
 
     def latent(self, header: Header, streams: list[bytes]) -> torch.Tensor:
         """The exact integer latent ŷ of a parsed file."""

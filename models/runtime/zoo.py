@@ -25,7 +25,8 @@ from .bitstream import BadStreamError, Header
 from .integer_prior import (
     FRACTION_BITS, ONE, CoderTables, IntegerLayer, IntegerSequential, leaky_relu, relu, to_fixed, to_float,
 )
-from .rans import RansStreamDecoder, decode_with_indexes
+from .latents import bottleneck_symbols, latent_shapes, to_image
+from .rans import RansStreamDecoder
 from .safetensors import BadWeightsFileError
 from .synthesis import AttentionBlock, InverseGDN, conv, deconv
 
@@ -146,17 +147,13 @@ class Rung:
         self.g_s.eval()
 
     def shapes(self, height: int, width: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        """(y, z) shapes of an image padded to a multiple of 64."""
-        hp, wp = height + -height % 64, width + -width % 64
-        return (self.M, hp // 16, wp // 16), (self.N, hp // 64, wp // 64)
+        """(y, z) shapes of an image padded to a multiple of 64 (every zoo network has stride 16)."""
+        shapes = latent_shapes(self.N, self.M, 16, height, width)
+        return shapes["y"], shapes["hyper"]
 
     def bottleneck_hat(self, stream: bytes, shape: tuple[int, int, int]) -> Tensor:
         """Symbols of the entropy bottleneck plus its medians (float32, as CompressAI's decompress)."""
-        channels, height, width = shape
-        indexes = torch.arange(channels).repeat_interleave(height * width).tolist()
-        values = decode_with_indexes(stream, indexes, self.bottleneck.cdf, self.bottleneck.cdf_length,
-                                     self.bottleneck.offset)
-        return torch.tensor(values, dtype=torch.int32).view(1, *shape).float() + self.medians
+        return bottleneck_symbols(stream, shape, self.bottleneck, self.medians)
 
     def _index_and_means(self, out: Tensor) -> tuple[Tensor, Tensor]:
         scales, means = out.chunk(2, dim=1) if self.kind.prior != "scale" else (out, torch.zeros_like(out))
@@ -200,8 +197,7 @@ class Rung:
 
     @torch.inference_mode()
     def image(self, header: Header, y_hat: Tensor) -> np.ndarray:
-        x = self.g_s(to_float(y_hat)).clamp_(0, 1)[..., : header.height, : header.width]
-        return x[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+        return to_image(self.g_s(to_float(y_hat))[..., : header.height, : header.width])
 
 
 class ZooDecoder:
