@@ -35,7 +35,7 @@ from .codecs import get_codec, setting_group
 from .grid import Cell, GridResult, fill_cells, open_store, rd_table
 from .parallel import Jobs
 
-STRIDE = 4  # a family grows upwards this many settings at a time
+STRIDE = 4  # while no allocation meets a target, every family grows this many settings upwards
 
 # From an RD table, how each target's allocation prices a cell (None: no allocation of these
 # cells meets that target, so every family grows upwards).
