@@ -79,7 +79,7 @@ bench: install
 	$(PY) bench/bench_refine.py --images 4 --points 3 --lr 0.002 0.01 --decay 1 0.93 --steps 10 25 50
 	$(PY) bench/bench_avif_options.py
 	$(PY) bench/bench_families.py
-	$(PY) bench/choose_points.py --ladder psnr --rates 0 0.5 1 1.25 1.5 1.625 1.75 1.875 2 2.25 2.5 3 4
+	$(PY) bench/choose_points.py --ladder psnr --rates 0 0.5 1 2 2.875 3 5 5.5 6 --keep 9
 	$(PY) bench/choose_points.py --ladder msssim
 	$(PY) bench/bench_dask.py --images 10 --repeats 2
 	$(PY) bench/bench_msssim.py
