@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from eval.images import check_rgb8
+from eval.msssim import WEIGHTS as MSSSIM_WEIGHTS
+from eval.msssim import WIN_SIZE as MSSSIM_WIN_SIZE
 from eval.msssim import MsssimReference
 
-MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-MSSSIM_WIN_SIZE = 11
 # pytorch_msssim needs each side > (win_size - 1) * 2**(scales - 1), i.e. at least 161 px.
 MSSSIM_MIN_SIDE = (MSSSIM_WIN_SIZE - 1) * 2 ** (len(MSSSIM_WEIGHTS) - 1) + 1
 
