@@ -183,28 +183,33 @@ def search_grid(
     store = open_store(images, cache)
     family_lists = families(candidates)
     order = {name: k for k, name in enumerate(candidates)}
+
+    def place(cell: Cell) -> tuple[str, int]:  # the table's row order: image, then candidate
+        return cell[0].stem, order[cell[1]]
+
     path_of = {path.stem: path for path in images}
     prints = {name: get_codec(name).fingerprint for name in candidates}
-    cells: set[Cell] = {(path, name) for path in images for family in family_lists for name in seed(family)}
+    records: dict[Cell, dict] = {}  # the cells in the table so far, each loaded or encoded once
     for path in images:  # finished cells of the cache cost nothing
         for name in candidates:
             record = store.load(path.stem, name, prints[name])
             if record is not None and (record.get("msssim") is not None or not with_msssim):
-                cells.add((path, name))
+                records[path, name] = record
+    more = {(path, name) for path in images for family in family_lists for name in seed(family)} - records.keys()
     encoded = 0
     while True:
-        ordered = sorted(cells, key=lambda cell: (cell[0].stem, order[cell[1]]))
-        records, now = fill_cells(store, ordered, n_jobs, with_msssim)
+        new = sorted(more, key=place)
+        filled, now = fill_cells(store, new, n_jobs, with_msssim)
+        records.update(zip(new, filled))
         encoded += now
-        table = rd_table(records, with_msssim)
+        table = rd_table([records[cell] for cell in sorted(records, key=place)], with_msssim)
         priced = pricing(table)
         if any(p is None for p in priced):
             wanted = higher(table, family_lists, stride)
         else:  # the gaps the Lagrangian itself points at first, then those within the allowance
             wanted = open_gaps(table, family_lists, [p._replace(allowance=0.0) for p in priced])
             wanted = wanted or open_gaps(table, family_lists, priced)
-        more = {(path_of[image], name) for image, name in wanted} - cells
+        more = {(path_of[image], name) for image, name in wanted} - records.keys()
         if not more:
             break
-        cells |= more
     return GridResult(table, store, encoded, skipped=len(images) * len(candidates) - len(table))
