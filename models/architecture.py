@@ -218,8 +218,9 @@ class GainedAttentionCheckerboard(CompressionModel):
         """The latent ``y = g_a(x)`` (contiguous, as the entropy path expects)."""
         return self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
-    def compress(self, x: Tensor, rate: float, y: Tensor | None = None) -> dict:
-        """Code ``x`` at ``rate``; ``y`` codes that latent instead of ``g_a(x)`` (see ``models.refine``).
+    def compress(self, x: Tensor, rate: float, y: Tensor | None = None, z: Tensor | None = None) -> dict:
+        """Code ``x`` at ``rate``; ``y`` codes that latent instead of ``g_a(x)``, ``z`` that
+        hyper-latent (after its gain) instead of ``y``'s own (see ``models.refine``).
 
         Streams: the checkerboard's anchor and non-anchor halves of ``y``, then ``z``; CompressAI's
         rANS encoder writes them, ``models.runtime.rans`` reads them.
@@ -227,7 +228,7 @@ class GainedAttentionCheckerboard(CompressionModel):
         y = self.analyse(x) if y is None else y
         y_gain, z_gain, y_gain_inv, z_gain_inv = self.coding_gains(rate)
         hyper, prior = self.latent_codec["hyper"], self.integer_prior()
-        z = hyper.h_a(y) * z_gain.float().view(1, -1, 1, 1)
+        z = hyper.h_a(y) * z_gain.float().view(1, -1, 1, 1) if z is None else z
         z_strings = hyper.entropy_bottleneck.compress(z)
         z_hat = hyper.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         side = prior.hyper(z_hat, z_gain_inv)

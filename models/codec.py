@@ -69,8 +69,8 @@ def encode_image(
     if not refinable(entry.ladder, image.shape[:2]):
         return data
     net = load_network(entry.ladder, weights_dir)
-    y = refine_latent(net, entry.ladder, pad_to_multiple(to_tensor(image)), image.shape[:2], coded_rate(entry), refine)
-    refined = encode_latent(entry, image, y, weights_dir)
+    latents = refine_latent(net, entry.ladder, pad_to_multiple(to_tensor(image)), image.shape[:2], coded_rate(entry), refine)
+    refined = encode_latent(entry, image, latents, weights_dir)
 
     def cost(stream: bytes) -> float:
         return rd_cost(entry.ladder, coded_rate(entry), image, decode_stream(stream, weights_dir), len(stream))
@@ -90,10 +90,12 @@ def coded_rate(entry: LadderEntry) -> float:
 
 
 def encode_latent(
-    entry: LadderEntry, image: np.ndarray, y: torch.Tensor | None, weights_dir: Path | None = None
+    entry: LadderEntry, image: np.ndarray, latents: tuple[torch.Tensor, torch.Tensor | None] | None,
+    weights_dir: Path | None = None,
 ) -> bytes:
-    """The file for ``image`` coding latent ``y`` (``None``: the network's own ``g_a(x)``)."""
-    return encode_with(load_network(entry.ladder, weights_dir), entry.ladder.model_id, entry.rate, image, y)
+    """The file for ``image`` coding ``latents`` = (y, z or None) (``None``: the network's own ``g_a(x)``)."""
+    y, z = latents if latents is not None else (None, None)
+    return encode_with(load_network(entry.ladder, weights_dir), entry.ladder.model_id, entry.rate, image, y, z)
 
 
 def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
@@ -116,7 +118,8 @@ def latent_digest(data: bytes, weights_dir: Path | None = None) -> str:
 
 @torch.inference_mode()
 def encode_with(
-    net: torch.nn.Module, model_id: int, rate: float, image: np.ndarray, y: torch.Tensor | None = None
+    net: torch.nn.Module, model_id: int, rate: float, image: np.ndarray, y: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
 ) -> bytes:
     """The file for ``image`` coded by ``net``, whatever weights it holds: the entry point
     for a network in memory (e.g. a benchmark's variant).  ``rate`` is rounded to what
@@ -124,7 +127,7 @@ def encode_with(
     check_can_encode(net)
     rate = stored_rate(rate)
     height, width = image.shape[:2]
-    out = net.compress(pad_to_multiple(to_tensor(image)), rate, y)
+    out = net.compress(pad_to_multiple(to_tensor(image)), rate, y, z)
     streams = [s[0] for s in out["strings"]]
     return bitstream.pack(Header(model_id, rate, height, width), streams)
 
@@ -140,7 +143,7 @@ class LearnedCodec:
     """One learned ladder point behind the pipeline's ``Codec`` interface.
 
     ``refine``: encode with latent refinement (``models.refine``); the name gains
-    ``-refineN`` and the fingerprint the settings, the decoder stays the same.
+    ``-refineN`` or ``-sgaN`` and the fingerprint the settings, the decoder stays the same.
     """
 
     family = "learned"
@@ -158,7 +161,7 @@ class LearnedCodec:
         digest = weights_digest(self.entry.ladder.weights_path(self.weights_dir))
         rate = bitstream.rate_code(self.entry.rate)
         refine = self.refine
-        refine = f" refine {refine.steps} lr {refine.lr:g} decay {refine.decay:g}" if refine else ""
+        refine = f" {refine.method} {refine.steps} lr {refine.lr:g} decay {refine.decay:g}" if refine else ""
         return f"lic v{bitstream.VERSION} decoder r{DECODER_REVISION} rate {rate} weights {digest}{refine}"
 
     def encode(self, image: np.ndarray) -> bytes:

@@ -14,6 +14,16 @@ Optimization for Neural Image Compression", CVPR-W 2019; Yang et al., NeurIPS
 2020).  The encoder codes both latents and keeps the refined one only if its
 real λ·D + R (true bytes, decoded pixels) is lower, so refinement never makes a
 point worse.
+
+Two methods:
+
+- ``adam`` (``-refineN``): N Adam steps on ``y``, rounding relaxed as in training;
+- ``sga`` (``-sgaN``): stochastic Gumbel annealing (Yang, Bamler and Mandt, NeurIPS
+  2020, "Improving inference for neural image compression") on ``y`` *and* the
+  hyper-latent ``z``: each latent element is rounded down or up at random, with odds
+  set by its distance to the two integers and a temperature annealed towards 0, so
+  that the optimisation ends on the integer grid the coder uses.  The schedule is
+  the authors' image setting scaled to N steps (``SgaSchedule``).
 """
 
 from __future__ import annotations
@@ -33,22 +43,52 @@ from .ladder import Ladder
 from .train import MSSSIM_MIN_CROP, bits_per_pixel, distortion
 
 
-NAME_TAG = "-refine"  # learned-psnr-q3-refine50: that ladder point, latents refined 50 steps
+# Candidate name tag of each method: learned-psnr-q3-refine50 is that ladder point, latents
+# refined 50 Adam steps; learned-psnr-q3-sga500, 500 steps of stochastic Gumbel annealing.
+NAME_TAGS = {"adam": "-refine", "sga": "-sga"}
 
 
 @dataclass(frozen=True)
 class Refinement:
-    """How hard the encoder works on each latent: Adam ``steps``, learning rate ``lr`` times ``decay`` per step."""
+    """How hard the encoder works on each latent: ``steps`` of ``method``, Adam at learning rate
+    ``lr`` times ``decay`` per step."""
 
     steps: int = 0  # 0: off, code g_a(x) as it is
-    # Chosen by bench/bench_refine.py (bench/results/refine.md): at 25 steps as good as
+    method: str = "adam"
+    # adam: chosen by bench/bench_refine.py (bench/results/refine.md): at 25 steps as good as
     # any constant rate tried, and stable to 50 steps where lr 0.01 alone diverges.
+    # sga: the authors' setting (constant 0.005).
     lr: float = 0.01
     decay: float = 0.93
 
+    def __post_init__(self) -> None:
+        if self.method not in NAME_TAGS:
+            raise ValueError(f"unknown refinement method {self.method!r}; choose one of {', '.join(NAME_TAGS)}")
+        if self.steps < 0:
+            raise ValueError(f"refinement steps must be >= 0, got {self.steps}")
+
+    @classmethod
+    def parse(cls, text: str) -> "Refinement":
+        """``25`` (Adam steps), ``sga:500`` (annealing steps) or ``0`` (off), as ``--refine`` takes it."""
+        method, _, steps = text.strip().rpartition(":")
+        method = method or "adam"
+        if not steps.isdigit():
+            raise ValueError(f"--refine {text!r}: expected STEPS or METHOD:STEPS (e.g. 25, sga:500)")
+        return cls.of(method, int(steps))
+
+    @classmethod
+    def of(cls, method: str, steps: int) -> "Refinement":
+        """``steps`` of ``method`` with that method's default learning-rate schedule."""
+        return cls(steps=steps, method=method, **({"lr": 0.005, "decay": 1.0} if method == "sga" else {}))
+
+    @property
+    def tag(self) -> str:
+        """``refine25`` / ``sga500``: names the refinement in candidate and entry names."""
+        return f"{NAME_TAGS[self.method][1:]}{self.steps}"
+
     def name(self, base: str) -> str:
         """The candidate name of ladder point ``base`` coded with this refinement."""
-        return f"{base}{NAME_TAG}{self.steps}" if self.steps > 0 else base
+        return f"{base}-{self.tag}" if self.steps > 0 else base
 
 
 def refinable(ladder: Ladder, size: tuple[int, int]) -> bool:
@@ -57,10 +97,12 @@ def refinable(ladder: Ladder, size: tuple[int, int]) -> bool:
 
 
 def split_name(name: str) -> tuple[str, Refinement | None]:
-    """``learned-psnr-q3-refine50`` -> (``learned-psnr-q3``, 50 steps); no tag -> (name, None)."""
-    base, tag, steps = name.rpartition(NAME_TAG)
-    if tag and steps.isdigit() and int(steps) > 0:
-        return base, Refinement(steps=int(steps))
+    """``learned-psnr-q3-refine50`` -> (``learned-psnr-q3``, 50 Adam steps), ``...-sga500`` likewise;
+    no tag -> (name, None)."""
+    for method, tag in NAME_TAGS.items():
+        base, found, steps = name.rpartition(tag)
+        if found and steps.isdigit() and int(steps) > 0:
+            return base, Refinement.of(method, int(steps))
     return name, None
 
 
@@ -109,13 +151,20 @@ def refinement(net: torch.nn.Module, ladder: Ladder, x: Tensor, size: tuple[int,
 
 
 def refine_latent(net: torch.nn.Module, ladder: Ladder, x: Tensor, size: tuple[int, int], rate: float,
-                  refine: Refinement) -> Tensor:
-    """The latent after ``refine.steps`` refinement steps (``g_a(x)`` itself for 0)."""
+                  refine: Refinement) -> tuple[Tensor, Tensor | None]:
+    """The latent to code after ``refine.steps`` steps of its method: ``(y, z)``, where ``z``
+    is None when the hyper-latent is left to follow ``y`` (``adam``, or 0 steps: ``g_a(x)``)."""
     if refine.steps <= 0:
         with torch.no_grad():
-            return net.analyse(x)
+            return net.analyse(x), None
+    if refine.method == "sga":
+        from .sga import annealing
+
+        steps = annealing(net, ladder, x, size, rate, refine.steps, refine.lr)
+        with contextlib.closing(steps) as latents:
+            return next(itertools.islice(latents, refine.steps - 1, None))
     with contextlib.closing(refinement(net, ladder, x, size, rate, refine.lr, refine.decay)) as latents:
-        return next(itertools.islice(latents, refine.steps - 1, None))
+        return next(itertools.islice(latents, refine.steps - 1, None)), None
 
 
 def rd_cost(ladder: Ladder, rate: float, image: np.ndarray, decoded: np.ndarray, n_bytes: int) -> float:

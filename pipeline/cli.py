@@ -145,9 +145,10 @@ SchedulerOpt = Annotated[
                  "tcp://HOST:8786; the folders given must be on storage shared by its workers."),
 ]
 RefineOpt = Annotated[
-    int,
-    typer.Option("--refine", min=0, help="Latent-refinement steps per learned encode (encoder only: same decoder; "
-                 "slower encoding, never a worse rate-distortion cost per image). 0: off."),
+    str,
+    typer.Option("--refine", help="Latent refinement per learned encode: STEPS of Adam (e.g. 25) or sga:STEPS "
+                 "(stochastic Gumbel annealing, e.g. sga:500); encoder only: same decoder, slower encoding, never "
+                 "a worse rate-distortion cost per image. 0: off."),
 ]
 WorkersOpt = Annotated[
     Optional[int], typer.Option("--workers", min=1, help="Encode and decode on a local dask cluster of N worker processes."),
@@ -160,7 +161,7 @@ def encode_command(
     out: OutOpt = Path("out"),
     cache: CacheOpt = Path("cache"),
     ladder: LadderOpt = None,
-    refine: RefineOpt = 0,
+    refine: RefineOpt = "0",
     n_jobs: JobsOpt = 2,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -178,7 +179,7 @@ def submission_command(
     out: OutOpt = Path("out"),
     cache: CacheOpt = Path("cache"),
     ladder: LadderOpt = None,
-    refine: RefineOpt = 0,
+    refine: RefineOpt = "0",
     bpp: Annotated[Optional[str], typer.Option(help=f"Budget: bits per pixel of the whole set (default {DEFAULT_BPP}); "
                                                "a list (0.075,0.15,0.3) makes one submission per target.")] = None,
     n_bytes: Annotated[Optional[str], typer.Option("--bytes", help="Budget: total bytes of all image files (or a list).")] = None,

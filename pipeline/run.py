@@ -26,6 +26,7 @@ from eval.metrics import bpp
 from .allocation import Budget, Target, Transparent, check_options, prices, request, solve
 from .cache import CellStore
 from .codecs import ladder_candidates, with_refinement
+from .codecs.learned import refinement_tag
 from .distributed import connect, decoder_for, prepare_workers
 from .errors import PipelineError
 from .grid import GridResult, fill_cells, run_grid
@@ -49,7 +50,7 @@ class Settings:
     target: Target | None = None  # one target: shorthand for targets=(target,)
     targets: tuple[Target, ...] = ()  # several: each gets OUT/<target tag>/
     layout: str = "clic2019"  # or "clic2021": decoder.zip + a data.zip per target (``pipeline.layout``)
-    refine: int = 0  # latent-refinement steps for learned candidates (models.refine); 0: off
+    refine: str = "0"  # latent refinement of learned candidates (models.refine): "25", "sga:500"; "0": off
     full_grid: bool = False  # encode every image × candidate instead of the adaptive search (pipeline.search)
     objective: str = "sse"
     solver: str = "exact"
@@ -68,6 +69,7 @@ class Settings:
             raise PipelineError(f"a target is given twice: {', '.join(t.describe() for t in targets)}")
         if self.layout not in LAYOUTS:
             raise PipelineError(f"unknown layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
+        refinement_tag(self.refine)  # a bad --refine fails here, before any encoding
         object.__setattr__(self, "targets", tuple(targets))
 
     def entry_name(self, target: Target) -> str:
@@ -76,7 +78,8 @@ class Settings:
         (its bytes count differently, so it must not replace that entry's row)."""
         if self.entry:
             return self.entry if len(self.targets) == 1 else f"{self.entry} {target.describe()}"
-        refined = f" refine{self.refine}" if self.refine > 0 else ""
+        tag = refinement_tag(self.refine)
+        refined = f" {tag}" if tag else ""
         layout = f" {self.layout}" if self.layout != LAYOUTS[0] else ""
         return f"clicpack {self.ladder}{refined} {target.describe()}{layout}"
 
@@ -131,13 +134,13 @@ def timed(stage_s: dict[str, float], stage: str) -> Iterator[None]:
 
 
 def encode(
-    images: Path, ladder: str, cache: Path, out: Path, n_jobs: Jobs, refine: int = 0,
+    images: Path, ladder: str, cache: Path, out: Path, n_jobs: Jobs, refine: str = "0",
     pricing: Pricing | None = None, with_msssim: bool = True,
 ) -> tuple[GridResult, Path]:
     """Fill the encode grid and write its RD table to ``out/rd.csv``.
 
     ``n_jobs``: local worker processes, or a dask ``Client`` (see :mod:`pipeline.distributed`).
-    ``refine``: latent-refinement steps for the learned candidates (0: off).  ``pricing``: the
+    ``refine``: latent refinement of the learned candidates (``25``, ``sga:500``; ``0``: off).  ``pricing``: the
     targets' Lagrangians for the adaptive search (:mod:`pipeline.search`); None: the full grid.
     ``with_msssim``: measure every cell's MS-SSIM (else it stays empty, for the allocation to skip).
     """

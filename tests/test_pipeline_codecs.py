@@ -93,7 +93,8 @@ def test_get_codec_is_cached_per_process():
 
 
 @pytest.mark.parametrize("name", ["avif", "avif-30", "avif-qx", "png-q3", "learned-nope-q1", "learned-psnr-q1-refine0",
-                                  "learned-psnr-q1-refinex", "avif-q30-refine5"])
+                                  "learned-psnr-q1-refinex", "avif-q30-refine5",
+                                  "learned-psnr-q1-sga0", "avif-q30-sga5"])
 def test_unknown_candidates_are_refused(name):
     with pytest.raises(PipelineError):
         get_codec.__wrapped__(name)
@@ -101,12 +102,16 @@ def test_unknown_candidates_are_refused(name):
 
 def test_refinement_renames_learned_candidates_only_and_keeps_their_decoder():
     names = ["learned-psnr-q2", "avif-q30"]
-    assert with_refinement(names, 0) == names
-    refined = with_refinement(names, 40)
+    assert with_refinement(names, "0") == names
+    refined = with_refinement(names, "40")
     assert refined == ["learned-psnr-q2-refine40", "avif-q30"]
+    annealed = with_refinement(names, "sga:40")
+    assert annealed == ["learned-psnr-q2-sga40", "avif-q30"]
     plain, codec = get_codec.__wrapped__(names[0]), get_codec.__wrapped__(refined[0])
+    sga = get_codec.__wrapped__(annealed[0])
     assert codec.name == refined[0] and codec.refine.steps == 40 and codec.entry == plain.entry
-    assert codec.fingerprint != plain.fingerprint  # its own cache cells
+    assert sga.refine.method == "sga" and sga.entry == plain.entry
+    assert len({codec.fingerprint, sga.fingerprint, plain.fingerprint}) == 3  # each its own cache cells
     assert learned.weight_files(refined) == learned.weight_files(names) and learned.ladder_files(refined)
 
 

@@ -203,14 +203,23 @@ def test_refined_cells_never_cost_more_and_decode_with_the_same_decoder(committe
     assert {cell["candidate"] for cell in result.manifest["images"]} == {"learned-psnr-q3-refine10"}
 
 
-def test_cli_encode_refine_names_the_refined_cells(committed_psnr_weights, images, tmp_path):
+@pytest.mark.parametrize("refine, name", [("2", "learned-psnr-q1-refine2"), ("sga:2", "learned-psnr-q1-sga2")])
+def test_cli_encode_refine_names_the_refined_cells(committed_psnr_weights, images, tmp_path, refine, name):
     args = ["encode", "--images", str(images), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
-            "--ladder", "learned-psnr-q1,jpeg-q35", "--refine", "2", "--n-jobs", "1"]
+            "--ladder", "learned-psnr-q1,jpeg-q35", "--refine", refine, "--n-jobs", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "out" / "rd.csv")
-    assert sorted(set(table["candidate"])) == ["jpeg-q35", "learned-psnr-q1-refine2"]
+    assert sorted(set(table["candidate"])) == ["jpeg-q35", name]
     assert len(table) == 2 * len(CROPS)
+
+
+def test_cli_refuses_a_bad_refine_value_in_one_line(images, tmp_path):
+    result = CliRunner().invoke(app, ["submission", "--images", str(images), "--out", str(tmp_path / "out"),
+                                      "--refine", "sga:many"])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "sga:many" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_refuses_a_bad_images_folder_in_one_line(tmp_path):

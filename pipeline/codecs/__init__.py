@@ -62,9 +62,9 @@ def ladder_candidates(ladder: str) -> list[str]:
     )
 
 
-def with_refinement(candidates: list[str], steps: int) -> list[str]:
-    """The learned candidates coded after ``steps`` of latent refinement (``learned.with_refinement``)."""
-    return learned.with_refinement(candidates, steps)
+def with_refinement(candidates: list[str], spec: str) -> list[str]:
+    """The learned candidates coded after the latent refinement ``spec`` (``learned.with_refinement``)."""
+    return learned.with_refinement(candidates, spec)
 
 
 def setting_group(name: str) -> str:
