@@ -97,30 +97,22 @@ class Prices(NamedTuple):
     allowance: float
 
 
-def prices(table: pd.DataFrame, target: Target, objective: str, solver: str) -> Prices | None:
-    """How the allocation of ``target`` on ``table`` prices a cell: its LP relaxation's
-    multipliers, and the allowance from the allocation's objective.  None when no allocation
-    of these cells meets the target."""
-    rd = allocate.rd_arrays(table)
-    quantities = {"bytes": np.where(rd.valid, rd.bytes, np.inf).astype(float), "sse": rd.sse, "msssim_loss": rd.msssim_loss}
-    if isinstance(target, Budget):
-        cost, resources, caps = objective_column(objective), ["bytes"], [float(target.cap(table))]
-    else:
-        pixels = rd.total_pixels
-        cost, resources = "bytes", ["sse", "msssim_loss"]
-        caps = [allocate.sse_cap(target.psnr, pixels), (1 - target.msssim) * pixels]
-    res = np.stack([np.where(rd.valid, quantities[r], 0.0) for r in resources])
-    multipliers = allocate.lp_multipliers(quantities[cost], res, np.array(caps))
-    if multipliers is None:
-        return None
+def prices(table: pd.DataFrame, target: Target, objective: str) -> Prices | None:
+    """How the exact allocation of ``target`` on ``table`` prices a cell: its own Lagrangian
+    (the LP relaxation's multipliers it searched with) and, as the allowance, the gap between
+    its objective and that Lagrangian's bound.  None when no allocation of these cells meets
+    the target."""
     try:
-        upper = solve(table, target, objective, solver).objective
+        allocation = solve(table, target, objective, "exact")
     except allocate.InfeasibleError:
         return None
-    weight = dict.fromkeys(PRICED, 0.0) | {cost: 1.0} | dict(zip(resources, multipliers))
-    lagrangian = sum(np.where(rd.valid, quantities[q], 0.0) * w for q, w in weight.items() if w > 0)
-    lower = float(np.where(rd.valid, lagrangian, np.inf).min(axis=1).sum() - multipliers @ np.array(caps))
-    return Prices(np.array([weight[q] for q in PRICED]), max(upper - lower, 0.0))
+    details = allocation.details
+    if isinstance(target, Budget):
+        weight = {objective_column(objective): 1.0, "bytes": details["multiplier"]}
+    else:
+        weight = {"bytes": 1.0} | dict(zip(("sse", "msssim_loss"), details["multipliers"]))
+    allowance = max(allocation.objective - details["lagrangian_bound"], 0.0)
+    return Prices(np.array([weight.get(q, 0.0) for q in PRICED]), allowance)
 
 
 def objective_column(objective: str) -> str:

@@ -176,7 +176,7 @@ def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
     with_msssim = s.objective == "msssim" or any(isinstance(t, Transparent) for t in s.targets)
 
     def pricing(table):
-        return [prices(table, target.less(table, overhead), s.objective, s.solver) for target in s.targets]
+        return [prices(table, target.less(table, overhead), s.objective) for target in s.targets]
 
     with timed(stage_s, "encode"):
         grid, table_path = encode(s.images, s.ladder, s.cache, s.out, jobs, s.refine,

@@ -54,7 +54,7 @@ def chosen(table, target, objective):
 def test_adaptive_grid_allocates_as_the_full_grid_from_fewer_cells(photos, full, tmp_path, targets, objective):
     with_msssim = objective == "msssim" or isinstance(targets[0], Transparent)
     grid = search_grid(photos, ladder_candidates(LADDER), tmp_path, 2,
-                       lambda table: [prices(table, t, objective, "exact") for t in targets], with_msssim)
+                       lambda table: [prices(table, t, objective) for t in targets], with_msssim)
     assert grid.skipped == len(full) - len(grid.table) > len(full) // 4
     assert grid.encoded == len(grid.table)  # a fresh cache: every cell it holds was encoded
     assert grid.table["msssim"].notna().all() == with_msssim  # measured only where an allocation reads it
