@@ -65,8 +65,10 @@ test-all: install
 ## bench_cross_machine reads the packages of `make submission` (out/*/submission);
 ## bench_submission runs its own.  Studies that fine-tune or read a training checkpoint
 ## run when their input is given: TRAIN_DATA=DIR (training images) and
-## TRANSPARENT_CHECKPOINT=FILE (the transparent ladder's float32 checkpoint).  The training
-## log (training_progress.*) gets a row from bench/training_progress.py after each training run.
+## TRANSPARENT_CHECKPOINT=FILE (the transparent ladder's float32 checkpoint); PHOTOS=DIR (a
+## folder of high-resolution validation photographs) adds them to the low-rate studies.  The
+## training log (training_progress.*) gets a row from bench/training_progress.py after each
+## training run.
 bench: install
 	$(PY) bench/bench_allocate.py
 	$(PY) bench/bench_pipeline.py
@@ -77,7 +79,9 @@ bench: install
 	$(PY) bench/bench_weight_precision.py --ladder msssim --bits 8
 	$(PY) bench/bench_integer_prior.py
 	$(PY) bench/bench_refine.py --images 4 --points 3 --lr 0.002 0.01 --decay 1 0.93 --steps 10 25 50
+	$(PY) bench/bench_refine.py --method sga --images 2 --points 4 --steps 100 300 1000 $(if $(PHOTOS),--photos $(PHOTOS) --photo-images 1)
 	$(PY) bench/bench_avif_options.py
+	$(PY) bench/bench_avif_options.py --low-rate $(if $(PHOTOS),--photos $(PHOTOS))
 	$(PY) bench/bench_families.py
 	$(PY) bench/choose_points.py --ladder psnr --rates 0 0.5 1 2 2.875 3 5 5.5 6 --keep 9
 	$(PY) bench/choose_points.py --ladder msssim

@@ -21,6 +21,8 @@ PAGES = [
     ("cross_machine.md", "bench_cross_machine.py"),
     ("integer_prior.md", "bench_integer_prior.py"),
     ("families.md", "bench_families.py"),
+    ("avif_low_rate.md", "bench_avif_options.py"),
+    ("refine_sga.md", "bench_refine.py"),
     ("allocate.md", "bench_allocate.py"),
     ("pipeline.md", "bench_pipeline.py"),
     ("train.md", "bench_train.py"),
