@@ -83,7 +83,7 @@ bench: install
 	$(PY) bench/bench_avif_options.py
 	$(PY) bench/bench_avif_options.py --low-rate $(if $(PHOTOS),--photos $(PHOTOS))
 	$(PY) bench/bench_families.py
-	$(PY) bench/choose_points.py --ladder psnr --rates 0 0.5 1 2 2.875 3 5 5.5 6 --keep 9
+	$(PY) bench/choose_points.py --ladder psnr --rates 0 0.5 1 2 2.875 3 5 5.5 6 6.5 7 --keep 11
 	$(PY) bench/choose_points.py --ladder msssim
 	$(PY) bench/bench_dask.py --images 10 --repeats 2
 	$(PY) bench/bench_msssim.py
