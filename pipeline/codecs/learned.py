@@ -56,14 +56,19 @@ def ladder_of(name: str) -> str:
     return split_name(name)[0].rsplit("-", 1)[0]
 
 
-def refinement_tag(spec: str) -> str:
-    """``refine25`` / ``sga500`` for a ``--refine`` value (``25``, ``sga:500``); ``""`` when off."""
+def _refinement(spec: str):
+    """The ``models.refine.Refinement`` of a ``--refine`` value, or a one-line PipelineError."""
     from models.refine import Refinement
 
     try:
-        refine = Refinement.parse(spec)
+        return Refinement.parse(spec)
     except ValueError as error:
         raise PipelineError(str(error)) from None
+
+
+def refinement_tag(spec: str) -> str:
+    """``refine25`` / ``sga500`` for a ``--refine`` value (``25``, ``sga:500``); ``""`` when off."""
+    refine = _refinement(spec)
     return refine.tag if refine.steps > 0 else ""
 
 
@@ -71,8 +76,8 @@ def with_refinement(names: list[str], spec: str) -> list[str]:
     """The candidates with every learned one coded after the latent refinement ``spec``
     (``25``: Adam steps, ``sga:500``: annealing steps; an encoder-only change: same decoder,
     same weights); ``0`` leaves them as they are."""
-    tag = refinement_tag(spec)
-    return [f"{name}-{tag}" if tag and is_learned(name) else name for name in names]
+    refine = _refinement(spec)
+    return [refine.name(name) if is_learned(name) else name for name in names]
 
 
 def _entry(name: str):
