@@ -35,6 +35,9 @@ def train_command(
     rows: Optional[list[int]] = typer.Option(
         None, "--rows", help="Train only these gain rows (repeat the option), every other weight frozen: new rows "
         "added by clic widen, while the trained points code exactly as before.", show_default="everything"),
+    scales: tuple[float, float] = typer.Option(
+        (1.0, 1.0), help="Take each crop at a random scale, log-uniform in LO HI (2 2: images seen at twice "
+        "their size, smooth like high-resolution photographs)."),
     seed: int = typer.Option(0, help="Seed for initialisation and crop sampling."),
     threads: int = typer.Option(2, help="torch CPU threads."),
     device: str = typer.Option("auto", help="Where to train: auto (a CUDA GPU when torch sees one, else the CPU), "
@@ -59,7 +62,7 @@ def train_command(
     config = TrainConfig(
         ladder=ladder, data=data, out=out or Path("runs") / ladder, steps=steps, batch=batch,
         crop=crop, lr=lr, lr_drop_at=lr_drop_at, focus=focus, focus_share=focus_share,
-        rows=tuple(rows) if rows else None, seed=seed,
+        rows=tuple(rows) if rows else None, scales=scales, seed=seed,
         threads=threads, device=device, minutes=minutes, bf16=bf16, channels_last=channels_last, compile=compile,
         checkpoint_s=checkpoint_minutes * 60, resume=resume, init=init, export=export, skip_bad_images=skip_bad_images,
     )  # fmt: skip

@@ -48,6 +48,7 @@ class TrainConfig:
     # Train only these gain rows (e.g. rows added by ``clic widen`` beyond the trained ones); every
     # other tensor stays as it is, so the other rows' points code exactly as before.  None: everything.
     rows: tuple[int, ...] | None = None
+    scales: tuple[float, float] = (1.0, 1.0)  # each crop at a random scale in this range (CropSampler)
     seed: int = 0
     threads: int = 2  # torch CPU threads
     device: str = "auto"  # "cuda" when a GPU is visible, else "cpu"; or any torch device name
@@ -306,6 +307,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def train(config: TrainConfig) -> Trainer:
     """Train (or continue training) a ladder's network as configured."""
     trainer = Trainer(config)
-    sampler = CropSampler(config.data, config.crop, seed=config.seed + trainer.step, skip_bad=config.skip_bad_images)
+    sampler = CropSampler(config.data, config.crop, seed=config.seed + trainer.step, skip_bad=config.skip_bad_images,
+                          scales=config.scales)
     trainer.run(sampler)
     return trainer

@@ -220,6 +220,18 @@ def test_crop_sampler_is_seeded_and_skips_small_images(tmp_path):
         CropSampler([KODAK], 1000)
 
 
+def test_crop_sampler_scales_change_detail_per_pixel():
+    """Upscaled crops are smoother, downscaled ones busier, than crops at the image's own scale."""
+    def detail(scales: tuple[float, float]) -> float:
+        x = CropSampler([KODAK], 64, seed=3, scales=scales).batch(64)
+        return float((x[..., 1:] - x[..., :-1]).abs().mean())
+
+    plain, up, down = detail((1.0, 1.0)), detail((2.0, 2.0)), detail((0.5, 0.5))
+    assert up < 0.6 * plain and down > 1.1 * plain
+    with pytest.raises(ValueError, match="--scales"):
+        CropSampler([KODAK], 64, scales=(2.0, 1.0))
+
+
 def test_rates_are_gain_rows_unless_a_focus_range_takes_a_share(ladders, tmp_path):
     plain = Trainer(config(tmp_path, resume=False)).sample_rates(2000)
     assert set(plain.tolist()) == {0.0, 1.0, 2.0}
