@@ -1,6 +1,7 @@
 """One row per training run: where the learned ladder stands at CLIC's three targets.
 
-    python bench/training_progress.py --steps 12345 [--weights FILE] [--photos DIR] [--anchor avif]
+    python bench/training_progress.py --steps 12345 [--weights FILE [--ladder-file TOML]] [--photos DIR]
+                                      [--anchor avif]
 
 For Kodak (and ``--photos``, a folder of high-resolution photographs of the kind a
 CLIC test set holds), encodes the learned ladder and the classical anchor ladder
@@ -11,7 +12,9 @@ the numbers are real file sizes and decoded pixels, and appends to
 Redraws ``training_progress.png`` (learned and anchor PSNR at each target against
 training steps), writes ``gap_per_image.csv`` (each image's PSNR at 0.15 bpp along
 both ladders) and prints, per set and target, the trend's projection of the CPU
-hours that would close the gap to the anchor.
+hours that would close the gap to the anchor.  An earlier run's weights are scored with
+the ladder definition they were committed with (``--ladder-file``, for example from
+``git show REV:models/ladders/psnr.toml``).
 """
 
 from __future__ import annotations
@@ -132,6 +135,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, required=True, help="training steps behind these weights")
     parser.add_argument("--weights", type=Path, default=None, help="psnr ladder weights (default: the committed ones)")
+    parser.add_argument("--ladder-file", type=Path, default=None,
+                        help="the psnr ladder definition that goes with --weights (default: the committed one)")
     parser.add_argument("--photos", type=Path, help="also a folder of high-resolution photographs (validation only)")
     parser.add_argument("--anchor", default="avif", help="the classical ladder to compare with")
     parser.add_argument("--cache", type=Path, default=ROOT / "cache")
@@ -146,6 +151,9 @@ def main() -> None:
                  "anchor": args.anchor}
     gaps = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.ladder_file is not None:  # another definition, under the ladder's own file name
+            shutil.copyfile(args.ladder_file, Path(tmp) / "psnr.toml")
+            models.ladder.use_folders(ladders=Path(tmp))
         if args.weights is not None:  # evaluate other weights under the ladder's own file name
             shutil.copyfile(args.weights, Path(tmp) / models.ladder.load_ladder("psnr").weights)
             models.ladder.use_folders(weights=Path(tmp))

@@ -15,6 +15,11 @@ images sat on it in the 40 dB allocation.
   4:4:4 (full-resolution chroma counts in RGB PSNR) and ``speed=4``; at 40 dB
   on six Kodak images 9.6 % fewer bytes than ``avif``, for about 6× its encode
   time (``bench/results/avif_options.md``; speed 3 saves 12.4 % at 2× more).
+* ``avif444s3``: the low-rate reference, not in the ``classical`` ladder (name it:
+  ``--ladder hybrid,avif444s3``): quality 0–54, 4:4:4, ``speed=3``.  At 0.075–0.3 bpp it
+  beats ``avif`` by 0.38–0.59 dB on Kodak and on high-resolution photos, for about 12×
+  its encode time; speed 2 adds at most 0.05 dB more (``bench/results/avif_low_rate.md``).
+  Too slow for every grid, it is what a learned ladder has to beat.
 * ``j2k``:  compression ratio (``quality_mode="rates"``, 24 bpp / ratio), 9/7
   irreversible wavelet with the colour transform, raw codestream (no JP2 box).
 
@@ -54,6 +59,7 @@ class Family:
     prefix: str  # "q" for quality, "r" for compression ratio
     grid: tuple[int, ...]
     options: Callable[[int], dict[str, Any]]  # setting -> Pillow save options
+    in_classical: bool = True  # part of the ``classical`` ladder (else named on its own only)
 
 
 FAMILIES: dict[str, Family] = {
@@ -74,6 +80,10 @@ FAMILIES: dict[str, Family] = {
         Family(
             "avif444", "AVIF", "q", (60, 66, 71, 75, 79, 82, 85, 88, 91, 94),
             lambda q: avif_options(q, speed=4, subsampling="4:4:4"),
+        ),
+        Family(
+            "avif444s3", "AVIF", "q", (0, 8, 15, 22, 30, 38, 46, 54),
+            lambda q: avif_options(q, speed=3, subsampling="4:4:4"), in_classical=False,
         ),
         Family(
             "j2k", "JPEG2000", "r", (480, 340, 240, 170, 120, 85, 60, 42, 30, 21, 15, 12, 10, 8),
@@ -121,14 +131,11 @@ class PillowCodec:
         return decode_classical(data, self.spec.pillow_format)
 
 
-def candidates() -> list[PillowCodec]:
-    """Every classical candidate, family by family, lowest rate first."""
-    return [PillowCodec(f, s) for f in FAMILIES.values() for s in f.grid]
-
-
 def candidate_names(family: str | None = None) -> list[str]:
-    """Every classical candidate's name, or those of one family (``avif``, ``jpeg``…)."""
-    return [c.name for c in candidates() if family in (None, c.family)]
+    """The ``classical`` ladder's candidate names, family by family, lowest rate first, or
+    those of one family (``avif``, ``avif444s3``…)."""
+    return [PillowCodec(f, s).name for f in FAMILIES.values() if (f.name == family if family else f.in_classical)
+            for s in f.grid]
 
 
 def make_codec(name: str) -> PillowCodec:
