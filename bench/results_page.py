@@ -23,6 +23,7 @@ PAGES = [
     ("families.md", "bench_families.py"),
     ("avif_low_rate.md", "bench_avif_options.py"),
     ("refine_sga.md", "bench_refine.py"),
+    ("training_progress.md", "training_progress.py"),
     ("allocate.md", "bench_allocate.py"),
     ("pipeline.md", "bench_pipeline.py"),
     ("train.md", "bench_train.py"),
