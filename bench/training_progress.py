@@ -120,7 +120,7 @@ def projection(history: pd.DataFrame, name: str, target: float, steps_per_hour: 
     """Where one set and target stand in the latest run, and where a log-linear trend of the
     learned PSNR against steps meets the anchor's latest value (needs >= 2 runs)."""
     learned, anchor = f"{name} learned @{target:g}", f"{name} anchor @{target:g}"
-    runs = history.dropna(subset=[learned, anchor])
+    runs = history.dropna(subset=[learned, anchor]).drop_duplicates("steps", keep="last")  # one per network
     last = runs.iloc[-1]
     row = {"set": name, "target bpp": f"{target:g}", "learned dB": last[learned], "anchor dB": last[anchor],
            "gap dB": round(last[anchor] - last[learned], 3), "runs": len(runs), "dB per e-fold of steps": "",
