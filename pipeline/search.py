@@ -2,7 +2,7 @@
 
 The full grid costs images × candidates, yet an allocation only ever picks, per image, cells
 near one operating slope.  So per image and family (the settings of one codec or one learned
-ladder, listed lowest rate first) the search encodes the two lowest settings, then repeats:
+ladder, listed lowest rate first) the search encodes the lowest setting, then repeats:
 
 1. price every cell by the Lagrangian of each target's allocation on the cells encoded so
    far (``pipeline.allocation.prices``: the LP relaxation's multipliers), with its allowance:
@@ -11,15 +11,19 @@ ladder, listed lowest rate first) the search encodes the two lowest settings, th
 2. bound from below what an unencoded setting can cost: between two encoded settings
    (:func:`gap_bound`) and above the highest (:func:`beyond_bound`), assuming each family's
    curve of distortion against bytes is convex and falling;
-3. wherever that bound is within reach, encode the setting predicted cheapest
-   (:func:`likeliest`); first where the bound beats the cheapest cell itself, then where it
-   is only within the allowance.  While no allocation of the cells meets a target, every
-   family grows ``STRIDE`` settings upwards instead.
+3. per image and family, in the gap whose bound is furthest within reach, encode the setting
+   predicted cheapest (:func:`likeliest`); first where the bound beats the cheapest cell
+   itself, then where it is only within the allowance.  While no allocation of the cells
+   meets a target, every family grows ``STRIDE`` settings upwards instead;
+4. of the cells in gaps, encode only the families cheapest to encode (:func:`cheapest_first`): an
+   expensive family (AVIF at speed 4 takes a hundred times JPEG's time) waits until the
+   cheap ones have settled the prices, which then often rule it out from its first cell.
 
 It stops when no bound is within reach: under the convexity assumption, no setting left out
 can be in an optimal allocation of any target, so the exact allocation of the cells encoded
 is the full grid's.  Cells already in the cache are used too, as they cost nothing.
-``bench/bench_grid.py`` measures the cells and time saved and the rows against the full grid.
+``bench/bench_submission.py --full-grid-too`` measures the time saved, the floor any such search
+must encode, and the rows against the full grid.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from .grid import Cell, GridResult, fill_cells, open_store, rd_table
 from .parallel import Jobs
 
 STRIDE = 4  # while no allocation meets a target, every family grows this many settings upwards
+COST_FACTOR = 4.0  # a family waits while another wanted family encodes this many times faster
+FREE_S = 0.05  # seconds per cell below which a family never waits
 
 # From an RD table, how each target's allocation prices a cell (None: no allocation of these
 # cells meets that target, so every family grows upwards).
@@ -52,9 +58,9 @@ def families(candidates: list[str]) -> list[list[str]]:
 
 
 def seed(family: list[str]) -> list[str]:
-    """Where the search starts in a family: its two lowest settings (a chord that tells whether
-    higher settings can pay at all)."""
-    return family[:2]
+    """Where the search starts in a family: its lowest setting, whose bytes bound every higher
+    setting's from below (:func:`beyond_bound`)."""
+    return family[:1]
 
 
 def gap_bound(points: list[np.ndarray], k: int, weights: np.ndarray) -> np.ndarray:
@@ -92,7 +98,10 @@ def gap_bound(points: list[np.ndarray], k: int, weights: np.ndarray) -> np.ndarr
 def beyond_bound(points: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     """(S,) the least Lagrangian cost, at each of ``weights``, of any setting above the family's
     highest encoded one, if its curve is convex and falling: on or above the last chord extended
-    (weighted distortion never below 0), so least where that chord meets zero distortion cost."""
+    (weighted distortion never below 0), so least where that chord meets zero distortion cost.
+    From one point, only its bytes: a higher setting costs at least those, at no distortion."""
+    if len(points) == 1:
+        return weights[:, 0] * points[0][0]
     (r_a, *d_a), (r_b, *d_b) = points[-2], points[-1]
     dist_a, dist_b = np.array(d_a) @ weights[:, 1:].T, np.array(d_b) @ weights[:, 1:].T
     slope = np.minimum((dist_b - dist_a) / max(r_b - r_a, 1e-9), 0.0)
@@ -143,11 +152,11 @@ def _by_family(table: pd.DataFrame, family_lists: list[list[str]]):
 
 
 def open_gaps(table: pd.DataFrame, family_lists: list[list[str]], priced: list[Prices]) -> list[tuple[str, str]]:
-    """(image, candidate) of every setting worth encoding next: in each gap between encoded
-    settings of a family that could hold a cell within the allowance of the image's cheapest at
-    one of the ``priced`` Lagrangians (:func:`gap_bound`), and above a family's highest encoded
-    setting where the settings above could (:func:`beyond_bound`), the setting :func:`likeliest`
-    to be cheapest.  Empty when the search is done."""
+    """(image, candidate) of the setting worth encoding next in each family of each image: of the
+    gaps between its encoded settings (:func:`gap_bound`) and the settings above its highest
+    (:func:`beyond_bound`), the one whose bound falls furthest below the allowance of the image's
+    cheapest cell at one of the ``priced`` Lagrangians; there, the setting :func:`likeliest` to
+    be cheapest.  Empty when the search is done."""
     weights = np.stack([p.weights for p in priced])  # (T, 3)
     allowance = np.array([p.allowance for p in priced])
     wanted = []
@@ -155,13 +164,26 @@ def open_gaps(table: pd.DataFrame, family_lists: list[list[str]], priced: list[P
         reach = (values @ weights.T).min(axis=0) + allowance  # (T,) the costs an optimal allocation can pay
         for f, (settings, points) in encoded.items():
             family = family_lists[f]
-            for k, (lo, hi) in enumerate(zip(settings, settings[1:])):
-                if hi - lo >= 2 and np.any(gap_bound(points, k, weights) < reach):
-                    wanted.append((image, family[likeliest(settings, points, range(lo + 1, hi), weights, reach)]))
-            top = settings[-1]
-            if top < len(family) - 1 and (len(points) < 2 or np.any(beyond_bound(points, weights) < reach)):
-                wanted.append((image, family[likeliest(settings, points, range(top + 1, len(family)), weights, reach)]))
+            gaps = [(gap_bound(points, k, weights), range(lo + 1, hi))
+                    for k, (lo, hi) in enumerate(zip(settings, settings[1:])) if hi - lo >= 2]
+            if settings[-1] < len(family) - 1:
+                gaps.append((beyond_bound(points, weights), range(settings[-1] + 1, len(family))))
+            margins = [float(np.min(bound - reach)) for bound, _ in gaps]
+            if margins and min(margins) < 0:
+                choices = gaps[int(np.argmin(margins))][1]
+                wanted.append((image, family[likeliest(settings, points, choices, weights, reach)]))
     return wanted
+
+
+def cheapest_first(wanted: list[tuple[str, str]], table: pd.DataFrame, factor: float = COST_FACTOR) -> list[tuple[str, str]]:
+    """The cells of ``wanted`` whose family encodes (mean seconds per cell in ``table``) within
+    ``factor`` of the cheapest wanted family, or in under ``FREE_S`` seconds."""
+    if not wanted:
+        return wanted
+    seconds = table.groupby(table["candidate"].map(setting_group))["enc_s"].mean()
+    cost = {name: seconds[setting_group(name)] for _, name in wanted}
+    limit = max(factor * min(cost.values()), FREE_S)
+    return [(image, name) for image, name in wanted if cost[name] <= limit]
 
 
 def higher(table: pd.DataFrame, family_lists: list[list[str]], stride: int = STRIDE) -> list[tuple[str, str]]:
@@ -208,7 +230,7 @@ def search_grid(
             wanted = higher(table, family_lists, stride)
         else:  # the gaps the Lagrangian itself points at first, then those within the allowance
             wanted = open_gaps(table, family_lists, [p._replace(allowance=0.0) for p in priced])
-            wanted = wanted or open_gaps(table, family_lists, priced)
+            wanted = cheapest_first(wanted or open_gaps(table, family_lists, priced), table)
         more = {(path_of[image], name) for image, name in wanted} - records.keys()
         if not more:
             break

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -21,7 +22,7 @@ from pipeline.allocation import Budget, Transparent, prices, solve
 from pipeline.cli import app
 from pipeline.codecs import get_codec, ladder_candidates
 from pipeline.grid import fill_cells, open_store, run_grid
-from pipeline.search import beyond_bound, gap_bound, search_grid
+from pipeline.search import FREE_S, beyond_bound, cheapest_first, gap_bound, search_grid
 
 torch.set_num_threads(1)
 LADDER = "jpeg,webp,j2k"
@@ -95,6 +96,17 @@ def test_the_bounds_never_exceed_a_setting_they_stand_for_on_convex_curves():
                 assert np.all(gap_bound(encoded, k, weights) <= cost[lo + 1 : hi].min(axis=0) + 1e-6)
         if kept[-1] < len(points) - 1:
             assert np.all(beyond_bound(encoded, weights) <= cost[kept[-1] + 1 :].min(axis=0) + 1e-6)
+        assert np.all(beyond_bound(points[:1], weights) <= cost[1:].min(axis=0) + 1e-6)  # the first point alone
+
+
+def test_slow_families_wait_for_the_cheap_ones():
+    table = pd.DataFrame({"candidate": ["jpeg-q5", "jpeg-q8", "webp-q0", "avif444-q60", "avif-q0"],
+                          "enc_s": [0.002, 0.004, 0.03, 4.0, 0.4]})
+    wanted = [("a", "avif444-q66"), ("a", "avif-q8"), ("b", "avif-q8")]
+    assert cheapest_first(wanted, table) == [("a", "avif-q8"), ("b", "avif-q8")]  # 0.4 s against 4 s
+    assert cheapest_first(wanted + [("a", "jpeg-q12")], table) == [("a", "jpeg-q12")]
+    assert cheapest_first([("a", "webp-q3"), ("a", "jpeg-q12")], table) == [("a", "webp-q3"), ("a", "jpeg-q12")]  # both under FREE_S
+    assert 0.003 * 4 < 0.03 < FREE_S and cheapest_first([], table) == []
 
 
 def test_submission_reports_the_cells_it_skipped_and_full_grid_gives_the_same_row(photos, tmp_path):
