@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 # Appended by bench/training_progress.py after each training run: a log of runs, not a table to regenerate.
-TRAINING_LOG = {"training_progress.csv", "training_progress.png", "gap_per_image.csv"}
+TRAINING_LOG = {"training_progress.csv", "training_progress.md", "training_progress.png", "gap_per_image.csv"}
 
 
 def bench_recipe() -> str:
