@@ -12,8 +12,9 @@ the numbers are real file sizes and decoded pixels, and appends to
 ``training_progress.md`` (where the latest run stands, each gap and the CPU hours a
 log-linear trend over the runs projects to close it; every run's learned PSNR),
 redraws ``training_progress.png`` (learned and anchor PSNR at each target against
-training steps) and writes ``gap_per_image.csv`` (each image's PSNR at 0.15 bpp along
-both ladders).  An earlier run's weights are scored with
+training steps) and, for the committed weights, writes ``gap_per_image.csv`` (each
+image's PSNR at 0.15 bpp along both ladders).  A network scored again against the same
+anchor replaces its row.  An earlier run's weights are scored with
 the ladder definition they were committed with (``--ladder-file``, for example from
 ``git show REV:models/ladders/psnr.toml``).
 """
@@ -117,10 +118,10 @@ def plot(history: pd.DataFrame, path: Path) -> None:
 
 
 def projection(history: pd.DataFrame, name: str, target: float, steps_per_hour: float) -> dict:
-    """Where one set and target stand in the latest run, and where a log-linear trend of the
-    learned PSNR against steps meets the anchor's latest value (needs >= 2 runs)."""
+    """Where one set and target stand in the latest kept run, and where a log-linear trend of
+    the kept runs' learned PSNR against steps meets the anchor's latest value (needs >= 2)."""
     learned, anchor = f"{name} learned @{target:g}", f"{name} anchor @{target:g}"
-    runs = history.dropna(subset=[learned, anchor]).drop_duplicates("steps", keep="last")  # one per network
+    runs = history[history["kept"]].dropna(subset=[learned, anchor]).drop_duplicates("steps", keep="last")
     last = runs.iloc[-1]
     row = {"set": name, "target bpp": f"{target:g}", "learned dB": last[learned], "anchor dB": last[anchor],
            "gap dB": round(last[anchor] - last[learned], 3), "runs": len(runs), "dB per e-fold of steps": "",
@@ -141,13 +142,13 @@ def projection(history: pd.DataFrame, name: str, target: float, steps_per_hour: 
 
 def page(history: pd.DataFrame, sets: list[str], steps_per_hour: float, started: float) -> list[str]:
     """The results page: where the latest run stands and the trend, then every run's learned PSNR."""
-    runs = history[["date", "steps", "anchor"] + [f"{name} learned @{t:g}" for name in sets_of(history) for t in TARGETS]]
+    runs = history[["date", "steps", "kept", "anchor"] + [f"{name} learned @{t:g}" for name in sets_of(history) for t in TARGETS]]
     return [
         "# Training progress: the learned ladder against the anchor at CLIC's targets", "",
         run_record("training_progress.py", None, started, "aggregate PSNR of exact allocations on real files"), "",
-        f"The latest run (anchor `{history['anchor'].iloc[-1]}`), and the log-linear trend of the learned PSNR "
-        f"against training steps over the runs with this set's columns, at {steps_per_hour:,.0f} steps per CPU "
-        "hour (`--steps-per-hour`):", "",
+        f"The latest kept run (anchor `{history['anchor'].iloc[-1]}`), and the log-linear trend of the learned "
+        f"PSNR against training steps over the kept runs with this set's columns, at {steps_per_hour:,.0f} steps "
+        "per CPU hour (`--steps-per-hour`); studies (weights not kept) are in the table below only:", "",
         markdown_table(pd.DataFrame([projection(history, name, t, steps_per_hour) for name in sets for t in TARGETS]), ".3f"),
         "Every run (learned ladder alone, dB; `training_progress.csv` has the anchor and hybrid columns and each "
         "run's note):", "",
@@ -166,6 +167,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / "cache")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--note", default="")
+    parser.add_argument("--study", action="store_true",
+                        help="weights that were not kept (a study): a row of its own, left out of the trend")
     parser.add_argument("--steps-per-hour", type=float, default=3_600,
                         help="training speed for the projection (default: 1.0 step/s, 256² crops × 4, alone on "
                              "2 AMD EPYC cores without AVX-512)")
@@ -173,7 +176,8 @@ def main() -> None:
     started = time.time()
     sets = {"kodak": ROOT / "data" / "kodak"} | ({args.photos.name: args.photos} if args.photos else {})
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    row: dict = {"date": dt.date.today().isoformat(), "steps": args.steps, "note": args.note or f"commit {commit}",
+    row: dict = {"date": dt.date.today().isoformat(), "steps": args.steps, "kept": not args.study,
+                 "note": args.note or f"commit {commit}",
                  "anchor": args.anchor}
     gaps = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,12 +194,16 @@ def main() -> None:
             row |= set_columns(name, tables)
             gaps.append(gap_per_image(name, tables["learned"], tables["anchor"]))
     csv = RESULTS / "training_progress.csv"
-    history = pd.concat([pd.read_csv(csv), pd.DataFrame([row])]) if csv.exists() else pd.DataFrame([row])
+    history = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["steps", "anchor"])
+    again = (history["steps"] == args.steps) & (history["anchor"] == args.anchor)  # the same network scored again
+    history = pd.concat([history[~again], pd.DataFrame([row])])
     history = history.sort_values("steps", kind="stable")  # an earlier run scored now goes in its place
+    history["kept"] = history["kept"].astype("boolean").fillna(True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     history.to_csv(csv, index=False)
     plot(history, RESULTS / "training_progress.png")
-    pd.concat(gaps).to_csv(RESULTS / "gap_per_image.csv", index=False)
+    if args.weights is None:  # the per-image gaps of the committed weights only
+        pd.concat(gaps).to_csv(RESULTS / "gap_per_image.csv", index=False)
     write_page("training_progress.md", page(history, list(sets), args.steps_per_hour, started))
 
 
