@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import shlex
 import sys
 import time
 from collections.abc import Collection
@@ -45,7 +46,7 @@ def load_avg() -> str:
 
 
 def command_line(script: str, argv: list[str] | None) -> str:
-    return " ".join(["python", f"bench/{script}", *(sys.argv[1:] if argv is None else argv)])
+    return shlex.join(["python", f"bench/{script}", *(sys.argv[1:] if argv is None else argv)])
 
 
 def run_record(script: str, argv: list[str] | None, started: float, what: str = "") -> str:
