@@ -16,7 +16,7 @@ ladder, listed lowest rate first) the search encodes the lowest setting, then re
    itself, then where it is only within the allowance.  While no allocation of the cells
    meets a target, every family grows ``STRIDE`` settings upwards instead;
 4. of the cells in gaps, encode only the families cheapest to encode (:func:`cheapest_first`): an
-   expensive family (AVIF at speed 4 takes a hundred times JPEG's time) waits until the
+   expensive family (AVIF 4:4:4 at speed 4, about a thousand times JPEG's time) waits until the
    cheap ones have settled the prices, which then often rule it out from its first cell.
 
 It stops when no bound is within reach: under the convexity assumption, no setting left out
