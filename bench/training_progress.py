@@ -100,15 +100,24 @@ def sets_of(history: pd.DataFrame) -> list[str]:
     return sorted(found, key=lambda name: (name != "kodak", name))
 
 
+def kept_runs(history: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The kept runs with ``column``, one row per network (its latest scoring)."""
+    return history[history["kept"]].dropna(subset=[column]).drop_duplicates("steps", keep="last")
+
+
 def plot(history: pd.DataFrame, path: Path) -> None:
+    """Per set: the kept runs' learned PSNR at each target against steps (studies as crosses)
+    and the latest anchor's PSNR as a level line."""
     sets = sets_of(history)
     fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4), squeeze=False)
     for ax, name in zip(axes[0], sets):
         for t, colour in zip(TARGETS, ("C0", "C1", "C2")):
-            rows = history.dropna(subset=[f"{name} learned @{t:g}"])
-            ax.plot(rows["steps"], rows[f"{name} learned @{t:g}"], "o-", color=colour, label=f"learned @{t:g} bpp")
-            ax.plot(rows["steps"], rows[f"{name} anchor @{t:g}"], "s--", color=colour, alpha=0.6,
-                    label=f"anchor @{t:g} bpp")
+            learned, anchor = f"{name} learned @{t:g}", f"{name} anchor @{t:g}"
+            kept, studies = kept_runs(history, learned), history[~history["kept"]].dropna(subset=[learned])
+            ax.plot(kept["steps"], kept[learned], "o-", color=colour, label=f"learned @{t:g} bpp")
+            ax.plot(studies["steps"], studies[learned], "x", color=colour, label=f"studies @{t:g} bpp")
+            ax.axhline(kept[anchor].iloc[-1], ls="--", color=colour, alpha=0.6,
+                       label=f"{kept['anchor'].iloc[-1]} @{t:g} bpp")
         ax.set(xlabel="training steps", ylabel="aggregate PSNR, exact allocation (dB)", title=name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -121,7 +130,7 @@ def projection(history: pd.DataFrame, name: str, target: float, steps_per_hour: 
     """Where one set and target stand in the latest kept run, and where a log-linear trend of
     the kept runs' learned PSNR against steps meets the anchor's latest value (needs >= 2)."""
     learned, anchor = f"{name} learned @{target:g}", f"{name} anchor @{target:g}"
-    runs = history[history["kept"]].dropna(subset=[learned, anchor]).drop_duplicates("steps", keep="last")
+    runs = kept_runs(history.dropna(subset=[anchor]), learned)
     last = runs.iloc[-1]
     row = {"set": name, "target bpp": f"{target:g}", "learned dB": last[learned], "anchor dB": last[anchor],
            "gap dB": round(last[anchor] - last[learned], 3), "runs": len(runs), "dB per e-fold of steps": "",
@@ -146,7 +155,7 @@ def page(history: pd.DataFrame, sets: list[str], steps_per_hour: float, started:
     return [
         "# Training progress: the learned ladder against the anchor at CLIC's targets", "",
         run_record("training_progress.py", None, started, "aggregate PSNR of exact allocations on real files"), "",
-        f"The latest kept run (anchor `{history['anchor'].iloc[-1]}`), and the log-linear trend of the learned "
+        f"The latest kept run (anchor `{history.loc[history['kept'], 'anchor'].iloc[-1]}`), and the log-linear trend of the learned "
         f"PSNR against training steps over the kept runs with this set's columns, at {steps_per_hour:,.0f} steps "
         "per CPU hour (`--steps-per-hour`); studies (weights not kept) are in the table below only:", "",
         markdown_table(pd.DataFrame([projection(history, name, t, steps_per_hour) for name in sets for t in TARGETS]), ".3f"),
