@@ -63,7 +63,8 @@ class CropSampler:
         out = np.empty((size, self.crop, self.crop, 3), dtype=np.uint8)
         for i, k in enumerate(self.rng.integers(len(self.images), size=size)):
             image = self.images[k]
-            scale = np.exp(self.rng.uniform(*self.log_scales))
+            lo, hi = self.log_scales  # one scale draws nothing, so a seed gives the crops it always gave
+            scale = np.exp(self.rng.uniform(lo, hi) if lo < hi else lo)
             side = min(max(round(self.crop / scale), 1), *image.shape[:2])
             y = self.rng.integers(image.shape[0] - side + 1)
             x = self.rng.integers(image.shape[1] - side + 1)

@@ -33,8 +33,8 @@ def ladder_candidates(ladder: str) -> list[str]:
     """Candidate names of a ladder: ``learned``, ``classical`` or ``hybrid`` (both), a
     learned ladder file's name (``psnr``, ``msssim``: ``models/ladders/NAME.toml``), one
     classical family (``jpeg``, ``webp``, ``avif``, ``avif444``, ``j2k``; ``avif444s3``, the
-    slow low-rate reference outside ``classical``), one candidate name (``avif-q30``), a command-line codec family (``heif``: ``pipeline/codecs/command.py``), or a
-    comma-separated list of any of these (``transparent,classical``,
+    slow low-rate reference outside ``classical``), one candidate name (``avif-q30``), a
+    command-line codec family (``heif``: ``pipeline/codecs/command.py``), or a comma-separated list of any of these (``transparent,classical``,
     ``jpeg-q35,avif-q30``), each candidate once."""
     ladder = ladder.strip()
     if "," in ladder:
