@@ -113,41 +113,45 @@ def solve_budget(table: pd.DataFrame, cap_bytes: int, objective: Objective = "ss
                     certificate=certificate, cap_bytes=int(cap_bytes), details=details)
 
 
-def _targets_out_of_reach(rd: RDArrays, cap: np.ndarray, min_psnr: float, min_msssim: float) -> str:
+def _targets_out_of_reach(rd: RDArrays, cap: np.ndarray, min_psnr: float, min_msssim: float | None) -> str:
     """Why the targets cannot be met one at a time ('' if each can be)."""
     pixels = rd.total_pixels
-    least_sse, least_loss = float(rd.sse.min(axis=1).sum()), float(rd.msssim_loss.min(axis=1).sum())
-    best_psnr, best_msssim = aggregate_psnr(least_sse, pixels), 1 - least_loss / pixels
+    least_sse = float(rd.sse.min(axis=1).sum())
     reasons = []
     if least_sse > cap[0]:
-        reasons.append(f"PSNR >= {min_psnr} dB is out of reach: the best reachable aggregate PSNR is {best_psnr:.4f} dB")
-    if least_loss > cap[1]:
-        reasons.append(f"MS-SSIM >= {min_msssim} is out of reach: the best reachable pixel-weighted MS-SSIM is {best_msssim:.6f}")
+        reasons.append(f"PSNR >= {min_psnr} dB is out of reach: the best reachable aggregate PSNR is "
+                       f"{aggregate_psnr(least_sse, pixels):.4f} dB")
+    if min_msssim is not None and (least_loss := float(rd.msssim_loss.min(axis=1).sum())) > cap[1]:
+        reasons.append(f"MS-SSIM >= {min_msssim} is out of reach: the best reachable pixel-weighted MS-SSIM is "
+                       f"{1 - least_loss / pixels:.6f}")
     return "; ".join(reasons)
 
 
-def _not_together(min_psnr: float, min_msssim: float) -> InfeasibleError:
+def _not_together(min_psnr: float, min_msssim: float | None) -> InfeasibleError:
     return InfeasibleError(
         f"PSNR >= {min_psnr} dB and MS-SSIM >= {min_msssim} are each reachable on their own, but no allocation reaches both"
     )
 
 
-def solve_transparent(table: pd.DataFrame, min_psnr: float = 40.0, min_msssim: float = 0.993, solver: Solver = "exact",
-                      time_limit: float | None = None) -> Allocation:
-    """Fewest total bytes with aggregate PSNR >= min_psnr and pixel-weighted MS-SSIM >= min_msssim.
+def solve_transparent(table: pd.DataFrame, min_psnr: float = 40.0, min_msssim: float | None = 0.993,
+                      solver: Solver = "exact", time_limit: float | None = None) -> Allocation:
+    """Fewest total bytes with aggregate PSNR >= min_psnr and pixel-weighted MS-SSIM >= min_msssim
+    (``None``: PSNR alone, and the table's MS-SSIM may be unmeasured).
 
     solver: 'exact' (LP multipliers, reduced-cost fixing and a bounded search), 'milp' or 'greedy'.
     Raises InfeasibleError saying what is reachable when the targets cannot be met.
     """
     start = perf_counter()
     _require("solver", solver, SOLVERS)
-    require_msssim(table, "transparent mode")
+    if min_msssim is not None:
+        require_msssim(table, "transparent mode")
     rd = rd_arrays(table)
-    cap = np.array([sse_cap(min_psnr, rd.total_pixels), (1 - min_msssim) * rd.total_pixels])
+    psnr_only = min_msssim is None
+    cap = np.array([sse_cap(min_psnr, rd.total_pixels)] + ([] if psnr_only else [(1 - min_msssim) * rd.total_pixels]))
     if reason := _targets_out_of_reach(rd, cap, min_psnr, min_msssim):
         raise InfeasibleError(reason)
     valid = rd.valid
-    res = np.stack((np.where(valid, rd.sse, 0.0), np.where(valid, rd.msssim_loss, 0.0)))
+    res = np.stack([np.where(valid, used, 0.0) for used in ([rd.sse] if psnr_only else [rd.sse, rd.msssim_loss])])
     cost = np.where(valid, rd.bytes.astype(float), np.inf)
     details: dict = {}
     if solver == "milp":

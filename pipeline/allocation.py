@@ -40,20 +40,24 @@ class Budget:
 
 @dataclass(frozen=True)
 class Transparent:
-    """Fewest bytes that reach an aggregate PSNR and a pixel-weighted MS-SSIM."""
+    """Fewest bytes that reach an aggregate PSNR and a pixel-weighted MS-SSIM (``None``: PSNR alone)."""
 
     psnr: float = 40.0
-    msssim: float = 0.993
+    msssim: float | None = 0.993
 
     def describe(self) -> str:
-        return f"transparent PSNR>={self.psnr:g} MS-SSIM>={self.msssim:g}"
+        return f"transparent PSNR>={self.psnr:g}" + (f" MS-SSIM>={self.msssim:g}" if self.msssim is not None else "")
 
     @property
     def tag(self) -> str:
-        return f"psnr{self.psnr:g}-msssim{self.msssim:g}"
+        return f"psnr{self.psnr:g}" + (f"-msssim{self.msssim:g}" if self.msssim is not None else "")
 
     def less(self, table: pd.DataFrame, overhead: int) -> Transparent:
         return self  # no cap: the container's bytes are counted, not constrained
+
+    def psnr_alone(self) -> Transparent:
+        """This target without its MS-SSIM constraint, which needs no cell's MS-SSIM."""
+        return Transparent(self.psnr, None)
 
 
 Target = Budget | Transparent

@@ -62,7 +62,7 @@ def encode_cell(root: Path, image_path: Path, candidate: str, with_msssim: bool 
     """Encode, decode and measure one cell; store it; return its record.
 
     ``with_msssim=False`` leaves the record's MS-SSIM empty (``None``): most of a cell's
-    measuring time, and read only by MS-SSIM objectives and transparent targets
+    measuring time, and read only by MS-SSIM objectives and binding transparent targets
     (:func:`measure_msssim` fills it in later if one does).
     """
     codec = get_codec(candidate)

@@ -105,9 +105,10 @@ def beyond_bound(points: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     (r_a, *d_a), (r_b, *d_b) = points[-2], points[-1]
     dist_a, dist_b = np.array(d_a) @ weights[:, 1:].T, np.array(d_b) @ weights[:, 1:].T
     slope = np.minimum((dist_b - dist_a) / max(r_b - r_a, 1e-9), 0.0)
+    falls = slope < 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        reach = np.where(slope < 0, r_b + dist_b / -slope, np.inf)  # where the extended chord hits 0
-    return np.minimum(weights[:, 0] * r_b + dist_b, weights[:, 0] * reach)
+        reach = np.where(falls, r_b + dist_b / -slope, 0.0)  # where the extended chord hits 0
+    return np.minimum(weights[:, 0] * r_b + dist_b, np.where(falls, weights[:, 0] * reach, np.inf))
 
 
 def _line(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:

@@ -80,6 +80,16 @@ def test_transparent_matches_brute_force(table, data):
     assert exact.psnr >= min_psnr and exact.msssim >= min_msssim - 1e-12
 
 
+
+@FEW
+@given(table=small_tables(), data=st.data())
+def test_transparent_psnr_alone_matches_brute_force_without_msssim(table, data):
+    n_bytes, sse, _, pixels = combos(table)
+    min_psnr = aggregate_psnr(sse[data.draw(st.integers(0, len(n_bytes) - 1))], pixels) - 1e-9
+    exact = solve_transparent(table.assign(msssim=float("nan")), min_psnr, None)  # MS-SSIM unmeasured
+    assert exact.total_bytes == n_bytes[sse <= sse_cap(min_psnr, pixels)].min() and exact.gap == 0
+    assert exact.psnr >= min_psnr and exact.min_msssim is None
+
 # ---- scipy milp on realistic tables ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n_images, n_candidates, seed", [(24, 5, 0), (40, 16, 1), (120, 16, 2), (60, 40, 3)])

@@ -87,7 +87,7 @@ def test_the_bounds_never_exceed_a_setting_they_stand_for_on_convex_curves():
     rng = np.random.default_rng(7)
     for _ in range(200):
         points = convex_family(rng)
-        weights = np.array([[lam, 1.0, 0.0] for lam in rng.uniform(0, 3000, 4)])
+        weights = np.array([[lam, 1.0, 0.0] for lam in (0.0, *rng.uniform(0, 3000, 3))])  # 0: bytes free
         cost = np.array([weights @ p for p in points])  # (settings, S)
         kept = sorted(rng.choice(len(points), size=4, replace=False))
         encoded = [points[i] for i in kept]
@@ -97,6 +97,9 @@ def test_the_bounds_never_exceed_a_setting_they_stand_for_on_convex_curves():
         if kept[-1] < len(points) - 1:
             assert np.all(beyond_bound(encoded, weights) <= cost[kept[-1] + 1 :].min(axis=0) + 1e-6)
         assert np.all(beyond_bound(points[:1], weights) <= cost[1:].min(axis=0) + 1e-6)  # the first point alone
+
+    flat = [np.array([1000.0, 5e5, 0.0]), np.array([2000.0, 5e5, 0.0])]  # no fall: higher settings no better
+    assert beyond_bound(flat, np.array([[0.0, 1.0, 0.0], [2.0, 1.0, 0.0]])).tolist() == [5e5, 5e5 + 4000]
 
 
 def test_slow_families_wait_for_the_cheap_ones():
@@ -120,3 +123,24 @@ def test_submission_reports_the_cells_it_skipped_and_full_grid_gives_the_same_ro
         assert (skipped > 0) == (not flag) and (f"{skipped} of the full grid's skipped" in result.output) == (not flag)
         rows.append((out / "leaderboard.csv").read_text().splitlines()[1])
     assert rows[0].split(",")[1:5] == rows[1].split(",")[1:5]  # PSNR, mean PSNR, MS-SSIM, bytes
+
+
+@pytest.mark.parametrize("binding", [False, True])
+def test_a_transparent_run_measures_every_cells_msssim_only_where_that_target_binds(photos, full, tmp_path, binding):
+    table = full[full["candidate"].str.startswith(("jpeg", "webp"))]
+    alone = solve(table, Transparent(34.0, None), "sse", "exact")  # the fewest bytes for the PSNR alone
+    target = Transparent(34.0, round(alone.msssim + (0.002 if binding else -0.002), 4))
+    expected = solve(table, target, "sse", "exact")
+    assert (expected.total_bytes > alone.total_bytes) == binding
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["submission", "--images", str(photos[0].parent), "--ladder", "jpeg,webp",
+                                      "--transparent", "--psnr", "34", "--msssim", str(target.msssim),
+                                      "--out", str(out), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert ("measuring every cell's MS-SSIM" in result.output) == binding
+    assert pd.read_csv(out / "rd.csv")["msssim"].notna().all() == binding
+    manifest = json.loads((out / "submission" / "manifest.json").read_text())
+    assert sorted((c["image"], c["candidate"]) for c in manifest["images"]) == sorted(
+        zip(expected.chosen["image"], expected.chosen["candidate"]))
+    assert manifest["allocation"]["min_msssim"] == target.msssim
+    assert ("without its constraint" in manifest["allocation"]["certificate"]) == (not binding)
