@@ -112,10 +112,14 @@ def beyond_bound(points: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
 
 
 def _line(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Piecewise-linear through (xs, ys), extended beyond both ends along the end segments."""
+    """Piecewise-linear through (xs, ys), extended beyond both ends along the end segments
+    (flat where an end segment has no width: two settings of equal bytes)."""
+
+    def slope(a: int, b: int) -> float:
+        return float((ys[b] - ys[a]) / (xs[b] - xs[a])) if xs[b] != xs[a] else 0.0
+
     inside = np.interp(x, xs, ys)
-    left = ys[0] + (x - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0])
-    right = ys[-1] + (x - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    left, right = ys[0] + (x - xs[0]) * slope(0, 1), ys[-1] + (x - xs[-1]) * slope(-2, -1)
     return np.where(x < xs[0], left, np.where(x > xs[-1], right, inside))
 
 
