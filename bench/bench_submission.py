@@ -35,7 +35,7 @@ import pandas as pd
 
 from common import markdown_table, run_record, write_page
 from eval.images import list_images, load_rgb8
-from pipeline.allocation import Budget, Transparent, prices
+from pipeline.allocation import Budget, Transparent, priced_quantities, prices
 from pipeline.search import families
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,15 +102,17 @@ def bracketed(table: pd.DataFrame, weights: np.ndarray) -> set[tuple[str, str]]:
     """Per image and family, the family's cheapest setting at the Lagrangian ``weights`` and the
     settings beside it: what a search proving its choice by convexity encodes where every family
     competes (one too far from the image's cheapest cell may be ruled out with fewer)."""
-    values = table[["bytes", "sse", "msssim"]].to_numpy(dtype=float)
-    values[:, 2] = table["pixels"].to_numpy() * (1 - np.nan_to_num(values[:, 2], nan=1.0))
-    cost = dict(zip(zip(table["image"], table["candidate"]), values @ weights))
+    cost = dict(zip(zip(table["image"], table["candidate"]), priced_quantities(table) @ weights))
     cells = set()
     for family in families(list(dict.fromkeys(table["candidate"]))):
         for image in set(table["image"]):
-            k = int(np.argmin([cost[image, name] for name in family]))
-            cells |= {(image, name) for name in family[max(k - 1, 0):k + 2]}
+            cells |= beside(image, family, int(np.argmin([cost[image, name] for name in family])))
     return cells
+
+
+def beside(image: str, family: list[str], k: int) -> set[tuple[str, str]]:
+    """The cells of ``image`` at the family's setting ``k`` and the settings next to it."""
+    return {(image, name) for name in family[max(k - 1, 0):k + 2]}
 
 
 def encode_costs(full_out: Path, out: Path, runs: list[str]) -> pd.DataFrame:
@@ -131,8 +133,7 @@ def encode_costs(full_out: Path, out: Path, runs: list[str]) -> pd.DataFrame:
         for family in families(list(dict.fromkeys(full["candidate"]))):
             for image in set(full["image"]):
                 if chosen[image] in family:
-                    k = family.index(chosen[image])
-                    floor |= {(image, name) for name in family[max(k - 1, 0):k + 2]}
+                    floor |= beside(image, family, family.index(chosen[image]))
                 else:
                     floor.add(min(((image, name) for name in family), key=cost.__getitem__))
         cells = zip(kinds, (cost, zip(adaptive["image"], adaptive["candidate"]), chosen.items(), floor,

@@ -91,6 +91,14 @@ def request(ladder: str, target: Target, objective: str, solver: str) -> dict:
 PRICED = ("bytes", "sse", "msssim_loss")  # the cell quantities a Lagrangian weighs, in this order
 
 
+def priced_quantities(rows: pd.DataFrame) -> np.ndarray:
+    """(rows, 3) each RD-table row's ``PRICED`` quantities; an MS-SSIM not measured (NaN) has
+    no shortfall, so it weighs nothing."""
+    values = rows[["bytes", "sse", "msssim"]].to_numpy(dtype=float)
+    values[:, 2] = rows["pixels"].to_numpy() * (1 - np.nan_to_num(values[:, 2], nan=1.0))
+    return values
+
+
 class Prices(NamedTuple):
     """A Lagrangian over ``PRICED`` (the objective weighs 1, each constraint its LP multiplier)
     and its allowance: a cell whose cost exceeds its image's cheapest by more than the

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .allocation import Prices
+from .allocation import Prices, priced_quantities
 from .codecs import get_codec, setting_group
 from .grid import Cell, GridResult, fill_cells, open_store, rd_table
 from .parallel import Jobs
@@ -146,8 +146,7 @@ def _by_family(table: pd.DataFrame, family_lists: list[list[str]]):
     encoded (ascending) and their rows."""
     position = {name: (f, i) for f, family in enumerate(family_lists) for i, name in enumerate(family)}
     for image, rows in table.groupby("image", sort=True):
-        values = np.nan_to_num(rows[["bytes", "sse", "msssim"]].to_numpy(dtype=float), nan=1.0)
-        values[:, 2] = rows["pixels"].to_numpy() * (1 - values[:, 2])  # NaN (not measured) weighs 0
+        values = priced_quantities(rows)
         encoded: dict[int, dict[int, np.ndarray]] = {}
         for name, value in zip(rows["candidate"], values):
             f, i = position[name]

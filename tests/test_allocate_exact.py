@@ -80,7 +80,6 @@ def test_transparent_matches_brute_force(table, data):
     assert exact.psnr >= min_psnr and exact.msssim >= min_msssim - 1e-12
 
 
-
 @FEW
 @given(table=small_tables(), data=st.data())
 def test_transparent_psnr_alone_matches_brute_force_without_msssim(table, data):
@@ -89,6 +88,7 @@ def test_transparent_psnr_alone_matches_brute_force_without_msssim(table, data):
     exact = solve_transparent(table.assign(msssim=float("nan")), min_psnr, None)  # MS-SSIM unmeasured
     assert exact.total_bytes == n_bytes[sse <= sse_cap(min_psnr, pixels)].min() and exact.gap == 0
     assert exact.psnr >= min_psnr and exact.min_msssim is None
+
 
 # ---- scipy milp on realistic tables ---------------------------------------------------------------------------
 

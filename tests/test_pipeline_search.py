@@ -102,13 +102,13 @@ def test_the_bounds_never_exceed_a_setting_they_stand_for_on_convex_curves():
     assert beyond_bound(flat, np.array([[0.0, 1.0, 0.0], [2.0, 1.0, 0.0]])).tolist() == [5e5, 5e5 + 4000]
 
 
-
 def test_the_likeliest_setting_of_a_family_whose_two_settings_give_equal_bytes(recwarn):
     points = [np.array([900.0, 4e5, 0.0]), np.array([900.0, 3e5, 0.0]), np.array([1800.0, 1e5, 0.0])]  # tiny images
     weights = np.array([[50.0, 1.0, 0.0]])
     assert likeliest([0, 1, 4], points, range(5, 9), weights, np.array([0.0])) in range(5, 9)
     assert likeliest([0, 2], points[1::-1], range(3, 6), weights, np.array([0.0])) in range(3, 6)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
 
 def test_slow_families_wait_for_the_cheap_ones():
     table = pd.DataFrame({"candidate": ["jpeg-q5", "jpeg-q8", "webp-q0", "avif444-q60", "avif-q0"],
