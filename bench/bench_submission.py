@@ -14,9 +14,11 @@ README's results tables and run time come from here.  ``--full-grid-too`` first 
 ``submission`` recipe again with ``--full-grid`` into a folder and cache of its own, and
 compares: time per run and stage, the encode time of the cells each grid encoded against
 the floor any certified search must encode, rows and their differences, and the time
-projected for an 840-megapixel test set (CLIC 2019's low-rate one) on 2, 16 and 64 cores.  Writes one
-page per recipe, ``bench/results/submission.md`` and ``submission_2021.md``, and with
-``--full-grid-too`` ``bench/results/grid.md``.
+projected for an 840-megapixel test set (CLIC 2019's low-rate one) on 2, 16 and 64 cores; and
+replays the search, exact and within its tolerance, over the full grid's cells
+(``replay_search.py``).  Writes one page per recipe, ``bench/results/submission.md`` and
+``submission_2021.md``, and with ``--full-grid-too`` ``bench/results/grid.md`` and
+``search_replay.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import subprocess
 import tempfile
 import time
@@ -33,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common import markdown_table, run_record, write_page
+import replay_search
+from common import makefile_commands, markdown_table, run_record, write_page
 from eval.images import list_images, load_rgb8
 from pipeline.allocation import Budget, Transparent, priced_quantities, prices
 from pipeline.search import families
@@ -47,14 +49,6 @@ RECIPES = {"submission": "submission.md", "submission-2021": "submission_2021.md
 STAGES = ["encode", "allocate", "package", "verify", "report"]
 TEST_SET_MP = 840  # CLIC 2019 low-rate test set, megapixels
 CORES = (2, 16, 64)
-
-
-def makefile_commands(images: Path, out: Path, target: str) -> list[list[str]]:
-    """The ``clic submission`` lines of one of the Makefile's recipes, variables filled in."""
-    recipe = ROOT.joinpath("Makefile").read_text().split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
-    values = {"CLIC": str(ROOT / ".venv" / "bin" / "clic"), "IMAGES": str(images), "OUT": str(out), "REFINE": "0"}
-    lines = [line.strip() for line in recipe.splitlines()[1:] if line.startswith("\t")]
-    return [shlex.split(re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], line)) for line in lines]
 
 
 def run_recipe(images: Path, out: Path, cache: Path, recipe: str, extra: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -229,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
             if full is not None and recipe == "submission":
                 costs = encode_costs(out.parent / "full_grid", out, list(times["run"]))
                 write_page("grid.md", compare_page(argv, started, images, megapixels, full, (times, board), costs))
+                replay_search.main(["--full", str(out.parent / "full_grid"), "--images", str(images_dir)])
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import re
 import shlex
 import sys
 import time
@@ -67,6 +68,14 @@ def ladder_report(title: str, script: str, argv: list[str] | None, doc: str, lad
         method, "", *[line for block in body for line in (block, "")],
         f"Wall time: {time.time() - started:.0f} s.", "",
     ])
+
+
+def makefile_commands(images: Path, out: Path, target: str) -> list[list[str]]:
+    """The ``clic submission`` lines of one of the Makefile's recipes, variables filled in."""
+    recipe = ROOT.joinpath("Makefile").read_text().split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+    values = {"CLIC": str(ROOT / ".venv" / "bin" / "clic"), "IMAGES": str(images), "OUT": str(out), "REFINE": "0"}
+    lines = [line.strip() for line in recipe.splitlines()[1:] if line.startswith("\t")]
+    return [shlex.split(re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], line)) for line in lines]
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:

@@ -41,8 +41,9 @@ from common import markdown_table, run_record, write_page  # noqa: E402
 import models.ladder  # noqa: E402
 from eval.images import list_images  # noqa: E402
 from eval.metrics import aggregate_psnr, bpp  # noqa: E402
-from pipeline.allocation import Budget, prices  # noqa: E402
+from pipeline.allocation import Budget  # noqa: E402
 from pipeline.codecs import ladder_candidates  # noqa: E402
+from pipeline.run import pricing  # noqa: E402
 from pipeline.search import search_grid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,11 +62,10 @@ def allocated_psnr(table: pd.DataFrame, target_bpp: float) -> float:
 
 
 def encoded_table(images: Path, candidates: list[str], cache: Path, n_jobs: int) -> pd.DataFrame:
-    """The adaptive grid of ``candidates`` for the three targets (cached cells cost nothing)."""
-    def pricing(table: pd.DataFrame) -> list:
-        return [prices(table, Budget(t), "sse") for t in TARGETS]
-
-    return search_grid(list_images(images), candidates, cache, n_jobs, pricing, with_msssim=False).table
+    """The exact adaptive grid of ``candidates`` for the three targets (cached cells cost nothing):
+    progress is read in hundredths of a dB, so no cell is skipped on a prediction."""
+    targets = pricing(tuple(Budget(t) for t in TARGETS), 0, "sse")
+    return search_grid(list_images(images), candidates, cache, n_jobs, targets, with_msssim=False, tolerance=None).table
 
 
 def set_columns(name: str, tables: dict[str, pd.DataFrame]) -> dict:

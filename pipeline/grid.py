@@ -29,13 +29,15 @@ from .parallel import Jobs, run_tasks
 
 @dataclass(frozen=True)
 class GridResult:
-    """The RD table of a grid run, how many cells this run encoded, and how many of the
-    full grid's cells it left unencoded (the adaptive search's skips; 0 for a full grid)."""
+    """The RD table of a grid run, how many cells this run encoded, how many of the full
+    grid's cells it left unencoded (the adaptive search's skips; 0 for a full grid), and
+    how they were chosen (``pipeline.search``)."""
 
     table: pd.DataFrame
     store: CellStore
     encoded: int
     skipped: int = 0
+    search: str = "full grid"
 
 
 @lru_cache(maxsize=2)

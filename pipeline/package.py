@@ -153,7 +153,7 @@ def write_images(folder: Path, chosen: pd.DataFrame, store: CellStore) -> dict[s
 
 def package(
     dest: Path, allocation: allocate.Allocation, store: CellStore, rd_table: Path, request: dict,
-    decoder_candidates: list[str] | None = None, skipped_cells: int = 0,
+    decoder_candidates: list[str] | None = None, skipped_cells: int = 0, search: str = "full grid",
 ) -> dict:
     """Build ``dest`` (the submission folder) from an allocation; return its manifest.
 
@@ -161,7 +161,7 @@ def package(
     recorded verbatim beside the allocation's certificate.  ``decoder_candidates``: what
     the decoder must decode (default: the chosen candidates; several targets pass the
     union of theirs, so that they share one decoder).  ``skipped_cells``: cells of the full
-    grid that the adaptive search left unencoded (:mod:`pipeline.search`).
+    grid that the adaptive search left unencoded, and ``search`` how (:mod:`pipeline.search`).
     """
     chosen = allocation.chosen.sort_values("image")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,7 @@ def package(
             "rd_table": {
                 "file": rd_table.name, "sha256": table_hash(rd_table),
                 "hashed": f"the CSV text without the timing columns {', '.join(TIMING_COLUMNS)}",
-                "skipped_cells": skipped_cells,
+                "skipped_cells": skipped_cells, "search": search,
             },
             "versions": versions(),
             "platform": platform_record(),

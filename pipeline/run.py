@@ -35,7 +35,7 @@ from .package import package
 from .parallel import Jobs, one_torch_thread
 from .paths import check_layout
 from .report import ReportFiles, report
-from .search import Pricing, search_grid
+from .search import TOLERANCE, Pricing, search_grid
 from .verify import PSNR_TOLERANCE_DB, Verification, verify
 
 
@@ -52,6 +52,7 @@ class Settings:
     layout: str = "clic2019"  # or "clic2021": decoder.zip + a data.zip per target (``pipeline.layout``)
     refine: str = "0"  # latent refinement of learned candidates (models.refine): "25", "sga:500"; "0": off
     full_grid: bool = False  # encode every image × candidate instead of the adaptive search (pipeline.search)
+    exact_search: bool = False  # the search's bounds alone decide (no tolerance): rows provably the full grid's
     objective: str = "sse"
     solver: str = "exact"
     n_jobs: int = 2
@@ -135,13 +136,13 @@ def timed(stage_s: dict[str, float], stage: str) -> Iterator[None]:
 
 def encode(
     images: Path, ladder: str, cache: Path, out: Path, n_jobs: Jobs, refine: str = "0",
-    pricing: Pricing | None = None, with_msssim: bool = True,
+    pricing: Pricing | None = None, with_msssim: bool = True, tolerance: float | None = TOLERANCE,
 ) -> tuple[GridResult, Path]:
     """Fill the encode grid and write its RD table to ``out/rd.csv``.
 
     ``n_jobs``: local worker processes, or a dask ``Client`` (see :mod:`pipeline.distributed`).
     ``refine``: latent refinement of the learned candidates (``25``, ``sga:500``; ``0``: off).  ``pricing``: the
-    targets' Lagrangians for the adaptive search (:mod:`pipeline.search`); None: the full grid.
+    targets' Lagrangians for the adaptive search (:mod:`pipeline.search`, within ``tolerance``); None: the full grid.
     ``with_msssim``: measure every cell's MS-SSIM (else it stays empty, for the allocation to skip).
     """
     check_layout(images, out)
@@ -151,7 +152,7 @@ def encode(
     if pricing is None:
         grid = run_grid(paths, candidates, cache, n_jobs, with_msssim)
     else:
-        grid = search_grid(paths, candidates, cache, n_jobs, pricing, with_msssim)
+        grid = search_grid(paths, candidates, cache, n_jobs, pricing, with_msssim, tolerance)
     table_path = out / "rd.csv"
     atomic.write_csv(table_path, grid.table)
     return grid, table_path
@@ -197,7 +198,7 @@ def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
         with timed(stage_s, "package"):
             manifest = package(submission, allocation, grid.store, table_path,
                                request(s.ladder, target, s.objective, s.solver) | {"layout": s.layout},
-                               decoder_candidates=decoder_needs, skipped_cells=grid.skipped)
+                               decoder_candidates=decoder_needs, skipped_cells=grid.skipped, search=grid.search)
         log(f"package: {submission} (images {manifest['images_bytes']} B, decoder {manifest['decoder_bytes']} B)")
         with timed(stage_s, "verify"):
             verification = verify(submission, s.images, folder / "decoded", decoder_for(client))
@@ -222,13 +223,11 @@ def _encode_and_allocate(
     """The grid (the full one, or the adaptive search for ``targets``) and each target's allocation;
     every cell's MS-SSIM is measured if ``with_msssim`` or the objective reads it."""
 
-    def pricing(table):
-        return [prices(table, target.less(table, overhead), s.objective) for target in targets]
-
     with timed(stage_s, "encode"):
         grid, table_path = encode(s.images, s.ladder, s.cache, s.out, jobs, s.refine,
-                                  None if s.full_grid else pricing, with_msssim or s.objective == "msssim")
-    skipped = f", {grid.skipped} of the full grid's skipped by the adaptive search" if grid.skipped else ""
+                                  None if s.full_grid else pricing(targets, overhead, s.objective),
+                                  with_msssim or s.objective == "msssim", None if s.exact_search else TOLERANCE)
+    skipped = f", {grid.skipped} of the full grid's skipped by the {grid.search}" if grid.skipped else ""
     log(f"encode: {len(grid.table)} cells ({grid.encoded} encoded now{skipped}) -> {table_path}")
     table = allocate.load_rd_table(table_path)
     allocations = []
@@ -240,6 +239,12 @@ def _encode_and_allocate(
                 f"{allocation.total_bytes} bytes, {allocation.bpp:.4f} bpp, gap {allocation.gap:g} "
                 f"({allocation.solver}, {allocation.wall_s:.2f} s)")
     return grid, table_path, allocations
+
+
+def pricing(targets: tuple[Target, ...], overhead: int, objective: str) -> Pricing:
+    """How the adaptive search prices cells for ``targets`` (caps less ``overhead`` bytes of a
+    container's structure)."""
+    return lambda table: [prices(table, target.less(table, overhead), objective) for target in targets]
 
 
 def _msssim_met(allocation: allocate.Allocation, target: Target) -> allocate.Allocation:

@@ -8,6 +8,7 @@ fewer cells.  The bounds it prunes with are checked on their own against convex 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from pipeline.allocation import Budget, Transparent, prices, solve
 from pipeline.cli import app
 from pipeline.codecs import get_codec, ladder_candidates
 from pipeline.grid import fill_cells, open_store, run_grid
-from pipeline.search import FREE_S, beyond_bound, cheapest_first, gap_bound, likeliest, search_grid
+from pipeline.search import FREE_S, TOLERANCE, beyond_bound, cheapest_first, gap_bound, likeliest, predicted, search_grid
 
 torch.set_num_threads(1)
 LADDER = "jpeg,webp,j2k"
@@ -38,8 +39,13 @@ def photos(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def full(photos, tmp_path_factory):
-    return run_grid(photos, ladder_candidates(LADDER), tmp_path_factory.mktemp("full"), n_jobs=2).table
+def full_grid(photos, tmp_path_factory):
+    return run_grid(photos, ladder_candidates(LADDER), tmp_path_factory.mktemp("full"), n_jobs=2)
+
+
+@pytest.fixture(scope="module")
+def full(full_grid):
+    return full_grid.table
 
 
 def chosen(table, target, objective):
@@ -54,13 +60,36 @@ def chosen(table, target, objective):
 ])
 def test_adaptive_grid_allocates_as_the_full_grid_from_fewer_cells(photos, full, tmp_path, targets, objective):
     with_msssim = objective == "msssim" or isinstance(targets[0], Transparent)
-    grid = search_grid(photos, ladder_candidates(LADDER), tmp_path, 2,
-                       lambda table: [prices(table, t, objective) for t in targets], with_msssim)
+    pricing = lambda table: [prices(table, t, objective) for t in targets]  # noqa: E731
+    grid = search_grid(photos, ladder_candidates(LADDER), tmp_path / "exact", 2, pricing, with_msssim, tolerance=None)
     assert grid.skipped == len(full) - len(grid.table) > len(full) // 4
     assert grid.encoded == len(grid.table)  # a fresh cache: every cell it holds was encoded
     assert grid.table["msssim"].notna().all() == with_msssim  # measured only where an allocation reads it
+    assert grid.search == "exact search"
     for target in targets:
         assert chosen(grid.table, target, objective) == chosen(full, target, objective), target.describe()
+
+    # The default search also asks its model's prediction between encoded settings: fewer
+    # cells, and here the same allocations.
+    tolerant = search_grid(photos, ladder_candidates(LADDER), tmp_path / "tolerant", 2, pricing, with_msssim)
+    assert tolerant.search == f"search within tolerance {TOLERANCE:g}"
+    assert len(tolerant.table) < len(grid.table)
+    for target in targets:
+        assert chosen(tolerant.table, target, objective) == chosen(full, target, objective), target.describe()
+
+
+def test_a_replay_over_the_full_grid_asks_for_the_cells_the_search_encodes(photos, full_grid, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    from replay_search import Replay
+
+    pricing = lambda table: [prices(table, Budget(0.3), "sse")]  # noqa: E731
+    real = search_grid(photos, ladder_candidates(LADDER), tmp_path / "real", 2, pricing, False)
+    replay = Replay(full_grid.store)
+    replayed = search_grid(photos, ladder_candidates(LADDER), tmp_path / "replay", 2, pricing, False, fill=replay)
+    assert replayed.table[["image", "candidate", "bytes", "sse"]].equals(real.table[["image", "candidate", "bytes", "sse"]])
+    assert sum(map(len, replay.rounds)) == replayed.encoded == real.encoded
+    seconds = full_grid.table.set_index(["image", "candidate"]).loc[list(zip(real.table["image"], real.table["candidate"]))]
+    assert sum(map(sum, replay.rounds)) == pytest.approx((seconds["enc_s"] + seconds["dec_s"]).sum())
 
 
 def test_cells_of_the_cache_are_used_and_measured_when_a_later_run_needs_their_msssim(photos, full, tmp_path):
@@ -110,6 +139,20 @@ def test_the_likeliest_setting_of_a_family_whose_two_settings_give_equal_bytes(r
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
+def test_the_prediction_is_exact_on_a_curve_of_its_own_form():
+    settings = [0, 2, 5]
+    rate = 800.0 * 1.4 ** np.arange(9)  # bytes geometric in the setting
+    sse = 3e8 * rate**-1.3  # log-SSE linear in log-bytes
+    points = [np.array([rate[k], sse[k], 0.0]) for k in settings]
+    weights = np.array([[40.0, 1.0, 0.0], [400.0, 1.0, 0.0]])
+    reach = np.array([1e5, 2e5])
+    expected = (weights[:, :1] * rate + sse - reach[:, None]).min(axis=0)  # the nearer of the two Lagrangians
+    choices = range(6, 9)
+    assert predicted(settings, points, choices, weights, reach) == pytest.approx(expected[6:], rel=1e-9)
+    assert predicted(settings, points, range(3, 5), weights, reach) == pytest.approx(expected[3:5], rel=1e-9)
+    assert likeliest(settings, points, range(6, 9), weights, reach) == 6 + int(np.argmin(expected[6:]))
+
+
 def test_slow_families_wait_for_the_cheap_ones():
     table = pd.DataFrame({"candidate": ["jpeg-q5", "jpeg-q8", "webp-q0", "avif444-q60", "avif-q0"],
                           "enc_s": [0.002, 0.004, 0.03, 4.0, 0.4]})
@@ -120,17 +163,18 @@ def test_slow_families_wait_for_the_cheap_ones():
     assert 0.003 * 4 < 0.03 < FREE_S and cheapest_first([], table) == []
 
 
-def test_submission_reports_the_cells_it_skipped_and_full_grid_gives_the_same_row(photos, tmp_path):
-    runner, rows = CliRunner(), []
-    for flag in ([], ["--full-grid"]):
-        out = tmp_path / ("full" if flag else "adaptive")
-        result = runner.invoke(app, ["submission", "--images", str(photos[0].parent), "--ladder", "jpeg,webp",
-                                     "--bpp", "0.3", "--out", str(out), "--cache", str(out / "cache"), *flag])
-        assert result.exit_code == 0, result.output
-        skipped = json.loads((out / "submission" / "manifest.json").read_text())["rd_table"]["skipped_cells"]
-        assert (skipped > 0) == (not flag) and (f"{skipped} of the full grid's skipped" in result.output) == (not flag)
-        rows.append((out / "leaderboard.csv").read_text().splitlines()[1])
-    assert rows[0].split(",")[1:5] == rows[1].split(",")[1:5]  # PSNR, mean PSNR, MS-SSIM, bytes
+@pytest.mark.parametrize("flag, search", [([], f"search within tolerance {TOLERANCE:g}"),
+                                          (["--exact-search"], "exact search"), (["--full-grid"], "full grid")])
+def test_submission_reports_the_cells_it_skipped_and_how(photos, tmp_path, flag, search):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["submission", "--images", str(photos[0].parent), "--ladder", "jpeg,webp",
+                                      "--bpp", "0.3", "--out", str(out), "--cache", str(out / "cache"), *flag])
+    assert result.exit_code == 0, result.output
+    table = json.loads((out / "submission" / "manifest.json").read_text())["rd_table"]
+    assert table["search"] == search
+    skipped = table["skipped_cells"]
+    assert (skipped > 0) == (search != "full grid") and (f"{skipped} of the full grid's skipped by the {search}" in result.output) == (skipped > 0)
+    assert skipped == len(photos) * len(ladder_candidates("jpeg,webp")) - len(pd.read_csv(out / "rd.csv"))
 
 
 @pytest.mark.parametrize("binding", [False, True])
