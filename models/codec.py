@@ -169,3 +169,7 @@ class LearnedCodec:
 
     def decode(self, data: bytes) -> np.ndarray:
         return decode_stream(data, self.weights_dir)
+
+    def decode_with_latent(self, data: bytes) -> tuple[np.ndarray, str]:
+        """The image and the :func:`digest` of its integer latent, from one decode."""
+        return decode_with_digest(data, self.weights_dir)

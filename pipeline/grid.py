@@ -23,6 +23,7 @@ from eval.metrics import msssim_scorer, sse
 
 from .cache import COLUMNS, CellStore, dataset_key
 from .codecs import get_codec
+from .codecs.base import Codec
 from .errors import PipelineError
 from .parallel import Jobs, run_tasks
 
@@ -60,6 +61,13 @@ def _coded(candidate: str, image_path: Path, work: Callable[[], object]) -> obje
         raise PipelineError(f"{candidate} failed on {image_path.name}: {exc}") from None
 
 
+def _decode(codec: Codec, data: bytes) -> tuple[np.ndarray, str | None]:
+    """The decoded image and, for a learned codec, the digest of its integer latent: kept in the
+    record, so that packaging a chosen cell need not entropy-decode it again."""
+    with_latent = getattr(codec, "decode_with_latent", None)
+    return with_latent(data) if with_latent is not None else (codec.decode(data), None)
+
+
 def encode_cell(root: Path, image_path: Path, candidate: str, with_msssim: bool = True) -> dict:
     """Encode, decode and measure one cell; store it; return its record.
 
@@ -73,7 +81,7 @@ def encode_cell(root: Path, image_path: Path, candidate: str, with_msssim: bool 
     data = _coded(candidate, image_path, lambda: codec.encode(original))
     enc_s = time.perf_counter() - start
     start = time.perf_counter()
-    decoded = _coded(candidate, image_path, lambda: codec.decode(data))
+    decoded, latent = _coded(candidate, image_path, lambda: _decode(codec, data))
     dec_s = time.perf_counter() - start
     height, width = original.shape[:2]
     record = {
@@ -81,7 +89,7 @@ def encode_cell(root: Path, image_path: Path, candidate: str, with_msssim: bool 
         "rate_label": codec.rate_label, "pixels": width * height, "width": width,
         "height": height, "sse": sse(original, decoded),
         "msssim": _msssim_of(image_path)(decoded) if with_msssim else None,
-        "enc_s": enc_s, "dec_s": dec_s, "fingerprint": codec.fingerprint,
+        "enc_s": enc_s, "dec_s": dec_s, "fingerprint": codec.fingerprint, **({"latent": latent} if latent else {}),
     }
     return CellStore(root).save(record, data)
 

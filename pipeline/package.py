@@ -102,13 +102,18 @@ def cpu_name() -> str:
 
 
 def latent_digests(chosen: pd.DataFrame, store: CellStore) -> dict[str, str]:
-    """image -> latent digest of every chosen learned bitstream (what any decoder must reproduce)."""
-    learned_rows = [(i, c) for i, c in zip(chosen["image"], chosen["candidate"]) if learned.is_learned(c)]
-    if not learned_rows:
-        return {}
-    from models.codec import latent_digest  # torch: only when a learned candidate was chosen
+    """image -> latent digest of every chosen learned bitstream (what any decoder must reproduce):
+    the one the grid's decode recorded, or (a cell cached before records kept it) decoded now."""
+    digests = {}
+    for image, candidate in zip(chosen["image"], chosen["candidate"]):
+        if learned.is_learned(candidate):
+            recorded = store.load(image, candidate).get("latent")
+            if recorded is None:
+                from models.codec import latent_digest  # torch: only for a learned cell without one
 
-    return {image: latent_digest(store.bitstream(image, candidate).read_bytes()) for image, candidate in learned_rows}
+                recorded = latent_digest(store.bitstream(image, candidate).read_bytes())
+            digests[image] = recorded
+    return digests
 
 
 GUARANTEE = {

@@ -32,7 +32,7 @@ from models.ladder import load_ladder
 from pipeline.codecs import get_codec
 from pipeline.errors import PipelineError
 from pipeline.grid import run_grid
-from pipeline.package import package, platform_record, read_manifest
+from pipeline.package import latent_digests, package, platform_record, read_manifest
 from pipeline.verify import PSNR_TOLERANCE_DB, verify
 from tiny_ladder import installed, train_tiny, write_ladder
 
@@ -317,6 +317,21 @@ def test_manifest_records_where_the_bit_exact_guarantee_holds(tiny):
         assert cell["latent"] == codec.latent_digest((tiny.submission / "images" / cell["file"]).read_bytes(), tiny.weights)
     assert all(manifest["versions"][name] for name in ("python", "torch", "compressai", "numpy", "pillow"))
     assert "wall_s" not in manifest["allocation"] and manifest["rd_table"]["file"] == "rd.csv"
+
+
+def test_the_grid_records_each_learned_cells_latent_and_packaging_reads_it(tiny):
+    store, table = tiny.grid.store, tiny.grid.table
+    for image, candidate in zip(table["image"], table["candidate"]):  # from the grid's own decode
+        assert store.load(image, candidate)["latent"] == codec.latent_digest(
+            store.bitstream(image, candidate).read_bytes(), tiny.weights)
+    chosen = table.drop_duplicates("image")
+    recorded = latent_digests(chosen, store)
+    image, candidate = chosen["image"].iloc[0], chosen["candidate"].iloc[0]
+    store.update(image, candidate, latent=None)  # a cell cached before records kept it: decoded instead
+    try:
+        assert latent_digests(chosen, store) == recorded
+    finally:
+        store.update(image, candidate, latent=recorded[image])
 
 
 PSNR_WEIGHTS = ROOT / "models" / "weights" / "psnr.safetensors"
