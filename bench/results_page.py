@@ -17,6 +17,7 @@ PAGES = [
     ("submission.md", "bench_submission.py"),
     ("submission_2021.md", "bench_submission.py"),
     ("grid.md", "bench_submission.py"),
+    ("search_replay.md", "bench_submission.py"),
     ("msssim.md", "bench_msssim.py"),
     ("cross_machine.md", "bench_cross_machine.py"),
     ("integer_prior.md", "bench_integer_prior.py"),
