@@ -27,7 +27,7 @@ needs_heif = pytest.mark.skipif(shutil.which("heif-enc") is None or shutil.which
 GOOD = """
 name = "{name}"
 encode = {encode}
-decode = ["heif-convert", "{{input}}", "{{output}}"]
+decode = {decode}
 params = [20, 40]
 label = "q"
 suffix = "heic"
@@ -48,8 +48,12 @@ def codecs_dir(tmp_path, monkeypatch):
     get_codec.cache_clear()
 
 
-def define(folder: Path, name: str, encode: list[str], timeout: float = 60) -> None:
-    (folder / f"{name}.toml").write_text(GOOD.format(name=name, encode=json.dumps(encode), timeout=timeout))
+HEIF_DECODE = ["heif-convert", "{input}", "{output}"]
+
+
+def define(folder: Path, name: str, encode: list[str], timeout: float = 60, decode: list[str] = HEIF_DECODE) -> None:
+    (folder / f"{name}.toml").write_text(
+        GOOD.format(name=name, encode=json.dumps(encode), timeout=timeout, decode=json.dumps(decode)))
 
 
 @needs_heif
@@ -92,14 +96,15 @@ def test_definition_faults_are_one_line_naming_the_file(codecs_dir):
     define(codecs_dir, "noparam", ["heif-enc", "-o", "{output}", "{input}"])
     with pytest.raises(PipelineError, match=r"noparam\.toml: encode must use \{input\}, \{output\} and \{param\}"):
         command.parse_family(codecs_dir / "noparam.toml")
-    text = GOOD.format(name="fake", encode=json.dumps(["x", "{input}", "{output}", "{param}"]), timeout=1)
+    text = GOOD.format(name="fake", encode=json.dumps(["x", "{input}", "{output}", "{param}"]), timeout=1,
+                       decode=json.dumps(HEIF_DECODE))
     (codecs_dir / "fake.toml").write_text(text.replace('magic = "ftypheic"', 'magic = "ftypavif"'))
     with pytest.raises(PipelineError, match=r"fake\.toml: magic must not be a classical format's"):
         command.parse_family(codecs_dir / "fake.toml")
 
 
 def test_a_failing_encoder_names_the_image_and_the_rung(codecs_dir, images, tmp_path):
-    define(codecs_dir, "failing", ["false", "{input}", "{output}", "{param}"])
+    define(codecs_dir, "failing", ["false", "{input}", "{output}", "{param}"], decode=["cp", "{input}", "{output}"])
     args = ["encode", "--images", str(images), "--ladder", "failing", "--out", str(tmp_path / "grid"),
             "--cache", str(tmp_path / "cache"), "--n-jobs", "1"]
     result = CliRunner().invoke(app, args)
