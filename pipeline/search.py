@@ -139,10 +139,10 @@ def _line(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 def predicted(settings: list[int], points: list[np.ndarray], choices: range, weights: np.ndarray,
               reach: np.ndarray) -> np.ndarray:
-    """(choices,) how far below ``reach`` each unencoded setting of ``choices`` is predicted to
-    cost, at the Lagrangian it comes closest at (negative: within reach): log-bytes linear in the
-    setting (grids step geometrically in rate), log-distortion linear in log-bytes, both through
-    the encoded points (at least two)."""
+    """(choices,) each unencoded setting's predicted cost less ``reach``, at the Lagrangian where
+    that is least (negative: within reach): log-bytes linear in the setting (grids step
+    geometrically in rate), log-distortion linear in log-bytes, both through the encoded points
+    (at least two)."""
     at = np.array(choices, dtype=float)
     log_rate = np.log(np.maximum([p[0] for p in points], 1.0))
     rate = np.exp(_line(at, np.array(settings, dtype=float), log_rate))
