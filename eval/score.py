@@ -1,5 +1,6 @@
 """Score a folder of reconstructions against the originals, CLIC style."""
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,11 @@ def _compressed_sizes(originals: dict[str, Path], folder: Path) -> dict[str, int
     return {stem: path.stat().st_size for stem, path in found.items()}
 
 
-def _score_pair(stem: str, original: Path, reconstruction: Path) -> dict[str, object]:
+Pair = tuple[str, Path, Path]  # (stem, original, reconstruction)
+
+
+def score_pair(stem: str, original: Path, reconstruction: Path) -> dict[str, object]:
+    """One image's row of ``Scores.per_image`` (without bytes)."""
     a, b = load_rgb8(original), load_rgb8(reconstruction)
     if a.shape != b.shape:
         raise EvalInputError(
@@ -77,16 +82,25 @@ def _score_pair(stem: str, original: Path, reconstruction: Path) -> dict[str, ob
     }
 
 
-def score_folders(originals: Path, reconstructions: Path, compressed: Path | None = None) -> Scores:
+def _in_turn(pairs: list[Pair]) -> Iterable[dict[str, object]]:
+    return (score_pair(*pair) for pair in tqdm(pairs, desc="scoring", unit="img", disable=None))
+
+
+def score_folders(
+    originals: Path, reconstructions: Path, compressed: Path | None = None,
+    score_pairs: Callable[[list[Pair]], Iterable[dict[str, object]]] = _in_turn,
+) -> Scores:
     """Match files by stem and score them; raises EvalInputError (one line) on a missing,
-    extra, non-PNG or size-mismatched reconstruction, or a bad image."""
+    extra, non-PNG or size-mismatched reconstruction, or a bad image.
+
+    ``score_pairs`` maps :func:`score_pair` over the pairs, in any order (default: one after
+    the other, here); a caller may spread them over worker processes."""
     original_paths = by_stem(list_images(originals))
     recon_paths = _reconstructions(original_paths, Path(reconstructions))
     sizes = _compressed_sizes(original_paths, Path(compressed)) if compressed is not None else None
-    rows = [
-        _score_pair(stem, path, recon_paths[stem])
-        for stem, path in tqdm(original_paths.items(), desc="scoring", unit="img", disable=None)
-    ]
+    order = {stem: k for k, stem in enumerate(original_paths)}
+    rows = sorted(score_pairs([(stem, path, recon_paths[stem]) for stem, path in original_paths.items()]),
+                  key=lambda row: order[row["image"]])
     per_image = pd.DataFrame(rows)
     total_pixels = int(per_image["pixels"].sum())
     total_bytes = None

@@ -20,7 +20,6 @@ from pathlib import Path
 import allocate
 from eval import atomic
 from eval.images import list_images
-from eval.score import score_folders
 from eval.metrics import bpp
 
 from .allocation import Budget, Target, Transparent, check_options, prices, request, solve
@@ -32,11 +31,11 @@ from .errors import PipelineError
 from .grid import GridResult, fill_cells, run_grid
 from .layout import DATA_ZIP, DECODER_ZIP, LAYOUTS, data_zip_overhead, run_as_server, write_data_zip, write_decoder_zip
 from .package import package
-from .parallel import Jobs, one_torch_thread
+from .parallel import Jobs
 from .paths import check_layout
 from .report import ReportFiles, report
 from .search import TOLERANCE, Pricing, search_grid
-from .verify import PSNR_TOLERANCE_DB, Verification, verify
+from .verify import PSNR_TOLERANCE_DB, Verification, scored, verify
 
 
 @dataclass(frozen=True)
@@ -201,9 +200,9 @@ def _run_stages(s: Settings, log: Callable[[str], None], client) -> Outcome:
                                decoder_candidates=decoder_needs, skipped_cells=grid.skipped, search=grid.search)
         log(f"package: {submission} (images {manifest['images_bytes']} B, decoder {manifest['decoder_bytes']} B)")
         with timed(stage_s, "verify"):
-            verification = verify(submission, s.images, folder / "decoded", decoder_for(client))
+            verification = verify(submission, s.images, folder / "decoded", decoder_for(client), jobs)
             if s.layout == "clic2021":
-                verification = _verify_as_server(s, target, grid.table, folder, verification)
+                verification = _verify_as_server(s, target, grid.table, folder, verification, jobs)
         scores = verification.scores
         log(f"verify: PSNR {scores.psnr:.4f} dB, MS-SSIM {scores.msssim:.6f}, {scores.bpp:.4f} bpp, "
             f"decoded in {verification.decoding_ms:.0f} ms; {verification.agreement.describe()}")
@@ -269,7 +268,8 @@ def measure_chosen(
     return [replace(a, chosen=a.chosen.assign(msssim=[msssim[key] for key in k])) for a, k in zip(allocations, keys)]
 
 
-def _verify_as_server(s: Settings, target: Target, table, folder: Path, verification: Verification) -> Verification:
+def _verify_as_server(s: Settings, target: Target, table, folder: Path, verification: Verification,
+                      jobs: Jobs) -> Verification:
     """The CLIC 2021 layout of a verified package: ``decoder.zip`` (written by the first target,
     the same bytes for every one) and this target's ``data.zip``, unzipped and decoded in a
     fresh folder as the organisers would.  Each decoded image must be the package's (within
@@ -285,8 +285,7 @@ def _verify_as_server(s: Settings, target: Target, table, folder: Path, verifica
         raise PipelineError(f"{data_zip}: {size} bytes, over the {target.describe()} cap of {cap} bytes")
     try:
         decoded, decoding_ms = run_as_server(decoder_zip, data_zip, folder / ".server")
-        with one_torch_thread():
-            server = score_folders(s.images, decoded)
+        server = scored(s.images, decoded, jobs)
     finally:
         shutil.rmtree(folder / ".server", ignore_errors=True)
     package_psnr = verification.scores.per_image.set_index("image")["psnr"]

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval import atomic
-from eval.score import Scores, score_folders
+from eval.score import Pair, Scores, score_folders, score_pair
 
 from .errors import PipelineError
 from .package import folder_bytes, platform_record, read_manifest
-from .parallel import GRID_TORCH_THREADS, one_torch_thread
+from .parallel import GRID_TORCH_THREADS, Jobs, one_torch_thread, run_tasks
 from .paths import check_decoded_folder
 
 
@@ -152,11 +152,23 @@ def check_against_manifest(scores: Scores, manifest: dict, latents: dict[str, st
     return Agreement(not changes, same_platform, checked, max(changes.values(), default=0.0))
 
 
+def scored(originals: Path, decoded: Path, n_jobs: Jobs, compressed: Path | None = None) -> Scores:
+    """``eval.score.score_folders``, its images scored on the grid's workers (``n_jobs``
+    processes, or a dask cluster), each on one torch thread as the grid measured its cells."""
+
+    def on_workers(pairs: list[Pair]):
+        return run_tasks(score_pair, pairs, n_jobs, "scoring")
+
+    with one_torch_thread():  # as in the grid: metrics on one thread (the in-process case)
+        return score_folders(originals, decoded, compressed, on_workers)
+
+
 def verify(
     submission: Path, originals: Path, decoded: Path,
-    run_decoder: Callable[[Path, Path], float] = run_decoder,
+    run_decoder: Callable[[Path, Path], float] = run_decoder, n_jobs: Jobs = 1,
 ) -> Verification:
-    """Decode the package in a fresh process, score the PNGs, check them against the table.
+    """Decode the package in a fresh process, score the PNGs (on ``n_jobs`` workers: see
+    :func:`scored`), check them against the table.
 
     ``run_decoder(submission, decoded) -> ms`` may be swapped for one that decodes
     on a cluster (:func:`pipeline.distributed.decode_on_cluster`).
@@ -177,7 +189,6 @@ def verify(
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    with one_torch_thread():  # as in the grid: metrics on one thread (2 shared cores)
-        scores = score_folders(originals, decoded, compressed=submission / "images")
+    scores = scored(originals, decoded, n_jobs, submission / "images")
     agreement = check_against_manifest(scores, manifest, latents, manifest.get("platform") == platform_record())
     return Verification(scores, decoding_ms, folder_bytes(submission / "decoder"), manifest, agreement)

@@ -18,7 +18,7 @@ from eval.cli import app
 from eval.errors import EvalInputError
 from eval.leaderboard import LEADERBOARD_COLUMNS, append_rows, leaderboard_row
 from eval.metrics import msssim_rgb
-from eval.score import score_folders
+from eval.score import score_folders, score_pair
 
 torch.set_num_threads(1)
 KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
@@ -57,6 +57,18 @@ def _score(submission, with_bytes: bool = True):
     return score_folders(
         submission["originals"], submission["reconstructions"], submission["compressed"] if with_bytes else None
     )
+
+
+def test_scores_spread_over_workers_in_any_order_are_the_same(submission):
+    from pipeline.verify import scored  # the pipeline's verify scores on the grid's workers
+
+    one = _score(submission)
+    backwards = score_folders(submission["originals"], submission["reconstructions"], submission["compressed"],
+                              lambda pairs: reversed([score_pair(*pair) for pair in pairs]))
+    spread = scored(submission["originals"], submission["reconstructions"], 2, submission["compressed"])
+    for scores in (backwards, spread):
+        pd.testing.assert_frame_equal(scores.per_image, one.per_image)
+        assert (scores.psnr, scores.msssim, scores.total_bytes) == (one.psnr, one.msssim, one.total_bytes)
 
 
 def test_score_folders_matches_numpy(submission):
