@@ -24,7 +24,6 @@ replays the search, exact and within its tolerance, over the full grid's cells
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import tempfile
@@ -37,7 +36,7 @@ import pandas as pd
 import replay_search
 from common import makefile_commands, markdown_table, run_record, write_page
 from eval.images import list_images, load_rgb8
-from pipeline.allocation import Budget, Transparent, priced_quantities, prices
+from pipeline.allocation import priced_quantities, prices
 from pipeline.search import families
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,12 +83,8 @@ def projection(times: pd.DataFrame, megapixels: float) -> dict[str, float]:
 def run_prices(table: pd.DataFrame, folder: Path) -> np.ndarray:
     """The Lagrangian weights (``pipeline.allocation.PRICED``) of the allocation a run folder's
     manifest asked for, on ``table`` (a transparent MS-SSIM target only if the table measured it)."""
-    asked = json.loads((folder / "submission" / "manifest.json").read_text())["request"]
-    if asked["mode"] == "budget":
-        target = Budget(asked["bpp"], asked["bytes"])
-    else:
-        target = Transparent(asked["psnr"], asked["msssim"] if table["msssim"].notna().all() else None)
-    return prices(table, target, asked["objective"]).weights
+    _, target, objective = replay_search.requested(folder, with_msssim=table["msssim"].notna().all())
+    return prices(table, target, objective).weights
 
 
 def bracketed(table: pd.DataFrame, weights: np.ndarray) -> set[tuple[str, str]]:

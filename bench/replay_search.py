@@ -42,10 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
 
 
-def requested(folder: Path) -> tuple[str, Target, str]:
-    """A run's ladder, target (a transparent one without its MS-SSIM) and objective, from its manifest."""
+def requested(folder: Path, with_msssim: bool = False) -> tuple[str, Target, str]:
+    """A run's ladder, target and objective, from its manifest (a transparent target's MS-SSIM
+    only ``with_msssim``: its first search is for the PSNR alone)."""
     asked = json.loads((folder / "submission" / "manifest.json").read_text())["request"]
-    target = Budget(asked["bpp"], asked["bytes"]) if asked["mode"] == "budget" else Transparent(asked["psnr"], None)
+    if asked["mode"] == "budget":
+        target = Budget(asked["bpp"], asked["bytes"])
+    else:
+        target = Transparent(asked["psnr"], asked["msssim"] if with_msssim else None)
     return asked["ladder"], target, asked["objective"]
 
 
@@ -93,7 +97,8 @@ def replay_run(images: list[Path], folder: Path, full: CellStore, cache: Path, t
         full_table = full_table.assign(msssim=float("nan"))
     mine, theirs = (solve(t, target, objective, "exact") for t in (grid.table, full_table))
     return {
-        "search": "exact" if tolerance is None else f"tolerance {tolerance:g}", "run": folder.name, "cells": len(grid.table), "encoded": grid.encoded, "of full grid": len(full_table),
+        "search": "exact" if tolerance is None else f"tolerance {tolerance:g}", "run": folder.name,
+        "cells": len(grid.table), "encoded": grid.encoded, "of full grid": len(full_table),
         "rounds": len(replay.rounds), "cell CPU-s": sum(map(sum, replay.rounds)),
         "cell wall s (2 workers)": sum(makespan(r) for r in replay.rounds), "search s": search_s,
         "Δ PSNR dB": mine.psnr - theirs.psnr, "Δ bytes": mine.total_bytes - theirs.total_bytes,

@@ -33,7 +33,7 @@ from eval.score import Pair, Scores, score_folders, score_pair
 
 from .errors import PipelineError
 from .package import folder_bytes, platform_record, read_manifest
-from .parallel import GRID_TORCH_THREADS, Jobs, one_torch_thread, run_tasks
+from .parallel import GRID_TORCH_THREADS, Jobs, run_tasks
 from .paths import check_decoded_folder
 
 
@@ -154,13 +154,13 @@ def check_against_manifest(scores: Scores, manifest: dict, latents: dict[str, st
 
 def scored(originals: Path, decoded: Path, n_jobs: Jobs, compressed: Path | None = None) -> Scores:
     """``eval.score.score_folders``, its images scored on the grid's workers (``n_jobs``
-    processes, or a dask cluster), each on one torch thread as the grid measured its cells."""
+    processes, or a dask cluster), each on one torch thread as the grid measured its cells
+    (``run_tasks`` pins the thread, in this process too)."""
 
     def on_workers(pairs: list[Pair]):
         return run_tasks(score_pair, pairs, n_jobs, "scoring")
 
-    with one_torch_thread():  # as in the grid: metrics on one thread (the in-process case)
-        return score_folders(originals, decoded, compressed, on_workers)
+    return score_folders(originals, decoded, compressed, on_workers)
 
 
 def verify(
