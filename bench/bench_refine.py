@@ -45,7 +45,7 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def coded(entry, image, latents) -> dict:
-    data = encode_latent(entry, image, latents)
+    data = encode_latent(entry, image, latents).data
     decoded = decode_stream(data)
     return {"bytes": len(data), "sse": sse(image, decoded),
             "cost": rd_cost(entry.ladder, coded_rate(entry), image, decoded, len(data))}

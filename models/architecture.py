@@ -237,6 +237,7 @@ class GainedAttentionCheckerboard(CompressionModel):
             "strings": [[y_strings[0]], [y_strings[1]], z_strings],
             "shape": {"y": tuple(y.shape[1:]), "hyper": tuple(z.shape[-2:])},
             "y_hat": to_float(y_hat) * y_gain_inv.float().view(1, -1, 1, 1),
+            "latent": y_hat,  # the exact integers the decoder entropy-decodes
         }
 
     def decompress(self, strings: list, shape: dict, rate: float) -> Tensor:

@@ -15,7 +15,7 @@ names a stream's latent, so that a verification elsewhere tells rounding from da
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -50,10 +50,25 @@ def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
+class Coded(NamedTuple):
+    """A file and the exact integer latent ŷ it codes: what every decoder entropy-decodes it to
+    (the probability path is integer), so the encoder knows the decoded image without decoding."""
+
+    data: bytes
+    latent: torch.Tensor
+
+
 def encode_image(
     entry: LadderEntry, image: np.ndarray, weights_dir: Path | None = None, refine: Refinement | None = None
 ) -> bytes:
-    """Encode one H×W×3 uint8 image at one ladder point.
+    """Encode one H×W×3 uint8 image at one ladder point (:func:`code_image`'s file)."""
+    return code_image(entry, image, weights_dir, refine).data
+
+
+def code_image(
+    entry: LadderEntry, image: np.ndarray, weights_dir: Path | None = None, refine: Refinement | None = None
+) -> Coded:
+    """Encode one H×W×3 uint8 image at one ladder point; the file and its latent.
 
     ``refine``: spend encode time on a per-image latent (``models.refine``); the
     refined stream is kept only if its real rate–distortion cost is lower.
@@ -61,21 +76,21 @@ def encode_image(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an H×W×3 uint8 image, got {image.shape} {image.dtype}")
     bitstream.check_size(*image.shape[:2])  # before any compute
-    data = encode_latent(entry, image, None, weights_dir)
+    plain = encode_latent(entry, image, None, weights_dir)
     if refine is None or refine.steps <= 0:
-        return data
+        return plain
     from .refine import rd_cost, refinable, refine_latent  # encoder only: the packaged decoder never imports it
 
     if not refinable(entry.ladder, image.shape[:2]):
-        return data
+        return plain
     net = load_network(entry.ladder, weights_dir)
     latents = refine_latent(net, entry.ladder, pad_to_multiple(to_tensor(image)), image.shape[:2], coded_rate(entry), refine)
     refined = encode_latent(entry, image, latents, weights_dir)
 
-    def cost(stream: bytes) -> float:
-        return rd_cost(entry.ladder, coded_rate(entry), image, decode_stream(stream, weights_dir), len(stream))
+    def cost(coded: Coded) -> float:
+        return rd_cost(entry.ladder, coded_rate(entry), image, synthesised(coded, weights_dir)[0], len(coded.data))
 
-    return refined if cost(refined) < cost(data) else data
+    return refined if cost(refined) < cost(plain) else plain
 
 
 def stored_rate(rate: float) -> float:
@@ -92,10 +107,10 @@ def coded_rate(entry: LadderEntry) -> float:
 def encode_latent(
     entry: LadderEntry, image: np.ndarray, latents: tuple[torch.Tensor, torch.Tensor | None] | None,
     weights_dir: Path | None = None,
-) -> bytes:
+) -> Coded:
     """The file for ``image`` coding ``latents`` = (y, z or None) (``None``: the network's own ``g_a(x)``)."""
     y, z = latents if latents is not None else (None, None)
-    return encode_with(load_network(entry.ladder, weights_dir), entry.ladder.model_id, entry.rate, image, y, z)
+    return code_with(load_network(entry.ladder, weights_dir), entry.ladder.model_id, entry.rate, image, y, z)
 
 
 def decode_stream(data: bytes, weights_dir: Path | None = None) -> np.ndarray:
@@ -109,6 +124,15 @@ def decode_with_digest(data: bytes, weights_dir: Path | None = None) -> tuple[np
     return decoder.decode(data, ladders.LADDER_DIR, weights_dir or ladders.WEIGHTS_DIR)
 
 
+def synthesised(coded: Coded, weights_dir: Path | None = None) -> tuple[np.ndarray, str]:
+    """(image, :func:`digest` of its latent) of a file the encoder just coded: what
+    :func:`decode_with_digest` gives, by the same runtime's synthesis, without entropy-decoding the
+    latent back (a pure-Python range decoder: at high rates longer than the synthesis)."""
+    header = bitstream.parse(coded.data)[0]
+    runtime = decoder.decoder_for(header.model_id, ladders.LADDER_DIR, weights_dir or ladders.WEIGHTS_DIR)
+    return runtime.image(header, coded.latent), digest(coded.latent)
+
+
 def latent_digest(data: bytes, weights_dir: Path | None = None) -> str:
     """The :func:`digest` of the latent a file decodes to (entropy decoding only, no synthesis)."""
     header, streams = bitstream.parse(data)
@@ -116,20 +140,25 @@ def latent_digest(data: bytes, weights_dir: Path | None = None) -> str:
     return digest(runtime.latent(header, streams))
 
 
+def encode_with(net: torch.nn.Module, model_id: int, rate: float, image: np.ndarray) -> bytes:
+    """The file for ``image`` coded by ``net``, whatever weights it holds: the entry point
+    for a network in memory (e.g. a benchmark's variant); see :func:`code_with`."""
+    return code_with(net, model_id, rate, image).data
+
+
 @torch.inference_mode()
-def encode_with(
+def code_with(
     net: torch.nn.Module, model_id: int, rate: float, image: np.ndarray, y: torch.Tensor | None = None,
     z: torch.Tensor | None = None,
-) -> bytes:
-    """The file for ``image`` coded by ``net``, whatever weights it holds: the entry point
-    for a network in memory (e.g. a benchmark's variant).  ``rate`` is rounded to what
+) -> Coded:
+    """The file for ``image`` coded by ``net`` and its latent.  ``rate`` is rounded to what
     the header stores (:func:`stored_rate`); decoder-only weights are refused."""
     check_can_encode(net)
     rate = stored_rate(rate)
     height, width = image.shape[:2]
     out = net.compress(pad_to_multiple(to_tensor(image)), rate, y, z)
     streams = [s[0] for s in out["strings"]]
-    return bitstream.pack(Header(model_id, rate, height, width), streams)
+    return Coded(bitstream.pack(Header(model_id, rate, height, width), streams), out["latent"])
 
 
 @torch.inference_mode()
@@ -165,11 +194,15 @@ class LearnedCodec:
         return f"lic v{bitstream.VERSION} decoder r{DECODER_REVISION} rate {rate} weights {digest}{refine}"
 
     def encode(self, image: np.ndarray) -> bytes:
-        return encode_image(self.entry, image, self.weights_dir, self.refine)
+        return self.code(image).data
 
     def decode(self, data: bytes) -> np.ndarray:
         return decode_stream(data, self.weights_dir)
 
-    def decode_with_latent(self, data: bytes) -> tuple[np.ndarray, str]:
-        """The image and the :func:`digest` of its integer latent, from one decode."""
-        return decode_with_digest(data, self.weights_dir)
+    def code(self, image: np.ndarray) -> Coded:
+        """The file and its latent (:func:`code_image`)."""
+        return code_image(self.entry, image, self.weights_dir, self.refine)
+
+    def synthesised(self, coded: Coded) -> tuple[np.ndarray, str]:
+        """The decoded image of a file just coded and its latent's digest (:func:`synthesised`)."""
+        return synthesised(coded, self.weights_dir)

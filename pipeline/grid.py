@@ -2,8 +2,8 @@
 
 Workers get an image path and a candidate name (never arrays or codec
 objects); they load the image, encode, decode the bytes exactly as the
-packaged decoder will, measure the decoded image with ``eval.metrics`` and
-store the cell.  Finished cells are skipped, so a killed run resumes where it
+packaged decoder will (a learned file from the latent it codes: :func:`_decode`),
+measure the decoded image with ``eval.metrics`` and store the cell.  Finished cells are skipped, so a killed run resumes where it
 stopped.  The RD table is assembled from the cell records at the end.
 """
 
@@ -61,11 +61,25 @@ def _coded(candidate: str, image_path: Path, work: Callable[[], object]) -> obje
         raise PipelineError(f"{candidate} failed on {image_path.name}: {exc}") from None
 
 
-def _decode(codec: Codec, data: bytes) -> tuple[np.ndarray, str | None]:
-    """The decoded image and, for a learned codec, the digest of its integer latent: kept in the
-    record, so that packaging a chosen cell need not entropy-decode it again."""
-    with_latent = getattr(codec, "decode_with_latent", None)
-    return with_latent(data) if with_latent is not None else (codec.decode(data), None)
+def _encode(codec: Codec, original: np.ndarray) -> tuple[bytes, object]:
+    """The file, and what :func:`_decode` decodes: the file, or a learned codec's file with the
+    integer latent it coded (``models.codec.Coded``)."""
+    code = getattr(codec, "code", None)
+    if code is None:
+        data = codec.encode(original)
+        return data, data
+    coded = code(original)
+    return coded.data, coded
+
+
+def _decode(codec: Codec, encoded: object) -> tuple[np.ndarray, str | None]:
+    """The decoded image and, for a learned codec, the digest of its integer latent (kept in the
+    record, so that packaging a chosen cell need not entropy-decode it).  A learned image is
+    synthesised from the latent the encoder coded, by the packaged decoder's own code: entropy
+    decoding is exact in integers and gives that latent back (verification checks it on every
+    chosen cell), and at high rates it takes longer than the synthesis."""
+    synthesised = getattr(codec, "synthesised", None)
+    return synthesised(encoded) if synthesised is not None else (codec.decode(encoded), None)
 
 
 def encode_cell(root: Path, image_path: Path, candidate: str, with_msssim: bool = True) -> dict:
@@ -78,10 +92,10 @@ def encode_cell(root: Path, image_path: Path, candidate: str, with_msssim: bool 
     codec = get_codec(candidate)
     original = _original(image_path)
     start = time.perf_counter()
-    data = _coded(candidate, image_path, lambda: codec.encode(original))
+    data, encoded = _coded(candidate, image_path, lambda: _encode(codec, original))
     enc_s = time.perf_counter() - start
     start = time.perf_counter()
-    decoded, latent = _coded(candidate, image_path, lambda: _decode(codec, data))
+    decoded, latent = _coded(candidate, image_path, lambda: _decode(codec, encoded))
     dec_s = time.perf_counter() - start
     height, width = original.shape[:2]
     record = {

@@ -388,6 +388,21 @@ def test_coding_tables_from_the_standard_library_quantile_are_compressais():
     assert ours._quantized_cdf.shape[1] > 1000  # the widest table spans ±6.1 × 256
 
 
+@pytest.mark.parametrize("rate", [0.0, 2.5, 4.0])
+def test_the_encoders_latent_is_what_the_file_decodes_to(tiny, rate):
+    """The grid measures a learned cell by synthesising the latent the encoder coded
+    (``codec.synthesised``) instead of entropy-decoding its file: image and digest must be the
+    decoder's exactly, at every rate (a wrong latent would make the RD table lie)."""
+    image = kodak("kodim23.png")[100:260, 300:492]
+    coded = codec.code_image(entry(tiny, rate), image, tiny.weights)
+    assert coded.data == codec.encode_image(entry(tiny, rate), image, tiny.weights)
+    synthesised, digest = codec.synthesised(coded, tiny.weights)
+    decoded, decoded_digest = codec.decode_with_digest(coded.data, tiny.weights)
+    assert digest == decoded_digest
+    assert np.array_equal(synthesised, decoded)
+    assert synthesised.shape == image.shape
+
+
 def test_encoding_with_a_network_rounds_the_rate_and_refuses_a_decoder_only_one(tiny):
     image = kodak()[:40, :70]
     data = codec.encode_with(tiny.net, TINY_ID, 0.3, image)  # 0.3 is not a multiple of 1/256

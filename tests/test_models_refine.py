@@ -43,9 +43,9 @@ def test_refined_latent_codes_cheaper_and_the_plain_decoder_reads_it(tiny, image
     refined_y, refined_z = refine_latent(tiny.net, tiny.ladder, x, image.shape[:2], coded_rate(entry), refine)
     assert plain_z is None and (refined_z is not None) == (refine.method == "sga")  # SGA optimises z too
     assert not torch.equal(plain_y, refined_y)
-    plain = encode_latent(entry, image, None, tiny.weights)
-    assert encode_latent(entry, image, (plain_y, None), tiny.weights) == plain  # 0 steps = g_a(x) exactly
-    refined = encode_latent(entry, image, (refined_y, refined_z), tiny.weights)
+    plain = encode_latent(entry, image, None, tiny.weights).data
+    assert encode_latent(entry, image, (plain_y, None), tiny.weights).data == plain  # 0 steps = g_a(x) exactly
+    refined = encode_latent(entry, image, (refined_y, refined_z), tiny.weights).data
     assert decode_stream(refined, tiny.weights).shape == image.shape
     # A 30-step network's g_a is far from each image's best latent: refinement lowers the real λ·D + R.
     assert cost(entry, image, refined, tiny.weights) < 0.97 * cost(entry, image, plain, tiny.weights)
