@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -178,12 +179,12 @@ def package(
         latents = latent_digests(chosen, store)
         manifest = {
             "request": request,
-            "allocation": {k: v for k, v in allocation.summary().items() if k != "wall_s"},
+            "allocation": {k: measured(v) for k, v in allocation.summary().items() if k != "wall_s"},
             "images": [
                 {
                     "image": row.image, "file": files[row.image], "candidate": row.candidate,
                     "family": row.family, "rate_label": row.rate_label, "bytes": int(row.bytes),
-                    "pixels": int(row.pixels), "sse": float(row.sse), "msssim": float(row.msssim),
+                    "pixels": int(row.pixels), "sse": float(row.sse), "msssim": measured(row.msssim),
                     **({"latent": latents[row.image]} if row.image in latents else {}),
                 }
                 for row in chosen.itertuples()
@@ -204,6 +205,14 @@ def package(
     finally:
         shutil.rmtree(build, ignore_errors=True)
     return manifest
+
+
+def measured(value: object) -> object:
+    """``value`` for JSON: None for a number not measured (NaN; a budget run leaves its chosen
+    cells' MS-SSIM to verification, which scores the decoded package)."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else float(value)
+    return value
 
 
 def read_manifest(submission: Path) -> dict:

@@ -177,6 +177,22 @@ def test_submission_reports_the_cells_it_skipped_and_how(photos, tmp_path, flag,
     assert skipped == len(photos) * len(ladder_candidates("jpeg,webp")) - len(pd.read_csv(out / "rd.csv"))
 
 
+def test_a_budget_run_leaves_its_chosen_cells_msssim_to_verification(photos, tmp_path):
+    """Nothing measured twice: a budget allocation reads no MS-SSIM, so none is measured before
+    packaging (the manifest says null, strict JSON); the report's comes from the decoded package."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["submission", "--images", str(photos[0].parent), "--ladder", "jpeg,webp",
+                                      "--bpp", "0.3", "--out", str(out), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    text = (out / "submission" / "manifest.json").read_text()
+    manifest = json.loads(text, parse_constant=lambda word: pytest.fail(f"manifest.json holds {word}"))
+    assert manifest["allocation"]["msssim"] is None and all(cell["msssim"] is None for cell in manifest["images"])
+    reported = pd.read_csv(out / "per_image.csv").set_index("image")["msssim"]
+    for photo in photos:
+        decoded = load_rgb8(out / "decoded" / f"{photo.stem}.png")
+        assert reported[photo.stem] == pytest.approx(msssim_rgb(load_rgb8(photo), decoded), abs=1e-9)
+
+
 @pytest.mark.parametrize("binding", [False, True])
 def test_a_transparent_run_measures_every_cells_msssim_only_where_that_target_binds(photos, full, tmp_path, binding):
     table = full[full["candidate"].str.startswith(("jpeg", "webp"))]
