@@ -3,8 +3,9 @@
 Workers get an image path and a candidate name (never arrays or codec
 objects); they load the image, encode, decode the bytes exactly as the
 packaged decoder will (a learned file from the latent it codes: :func:`_decode`),
-measure the decoded image with ``eval.metrics`` and store the cell.  Finished cells are skipped, so a killed run resumes where it
-stopped.  The RD table is assembled from the cell records at the end.
+measure the decoded image with ``eval.metrics`` and store the cell.  Finished
+cells are skipped, so a killed run resumes where it stopped.  The RD table is
+assembled from the cell records at the end.
 """
 
 from __future__ import annotations
