@@ -199,9 +199,10 @@ def submission_command(
     full_grid: Annotated[bool, typer.Option("--full-grid", help="Encode every image with every candidate instead of "
                                             "the adaptive search (which encodes a coarse grid and refines only where "
                                             "the targets' allocations can land).")] = False,
-    exact_search: Annotated[bool, typer.Option("--exact-search", help="Let the search's convexity bounds alone decide "
-                                               "what to encode (rows provably the full grid's; slower) instead of also "
-                                               "skipping what its model predicts cannot compete.")] = False,
+    search_tolerance: Annotated[Optional[float], typer.Option(
+        min=0, help="Also skip what the search's model predicts cannot come within this fraction of an image's "
+                    "least cost (0.01 saved 15 % of the encode CPU on Kodak, rows within 0.001 dB; default: the "
+                    "convexity bounds alone decide, rows provably the full grid's).")] = None,
 ) -> None:
     """Build verified submissions: encode once → allocate, package, verify, report each target."""
     with expected_errors():
@@ -209,7 +210,7 @@ def submission_command(
             images=resolve_images(images), out=out, cache=cache, ladder=ladder or default_ladder(transparent),
             targets=resolve_targets(bpp, n_bytes, transparent, psnr, msssim), refine=refine, objective=objective,
             solver=solver, n_jobs=n_jobs, scheduler=scheduler, workers=workers, entry=entry,
-            leaderboard=leaderboard, layout=layout, full_grid=full_grid, exact_search=exact_search,
+            leaderboard=leaderboard, layout=layout, full_grid=full_grid, search_tolerance=search_tolerance,
         )
         run_submission(settings, log=typer.echo)
 

@@ -34,7 +34,7 @@ from .package import package
 from .parallel import Jobs
 from .paths import check_layout
 from .report import ReportFiles, report
-from .search import TOLERANCE, Pricing, search_grid
+from .search import Pricing, search_grid
 from .verify import PSNR_TOLERANCE_DB, Verification, scored, verify
 
 
@@ -51,7 +51,7 @@ class Settings:
     layout: str = "clic2019"  # or "clic2021": decoder.zip + a data.zip per target (``pipeline.layout``)
     refine: str = "0"  # latent refinement of learned candidates (models.refine): "25", "sga:500"; "0": off
     full_grid: bool = False  # encode every image × candidate instead of the adaptive search (pipeline.search)
-    exact_search: bool = False  # the search's bounds alone decide (no tolerance): rows provably the full grid's
+    search_tolerance: float | None = None  # pipeline.search's model may also skip cells (None: the bounds alone decide)
     objective: str = "sse"
     solver: str = "exact"
     n_jobs: int = 2
@@ -135,7 +135,7 @@ def timed(stage_s: dict[str, float], stage: str) -> Iterator[None]:
 
 def encode(
     images: Path, ladder: str, cache: Path, out: Path, n_jobs: Jobs, refine: str = "0",
-    pricing: Pricing | None = None, with_msssim: bool = True, tolerance: float | None = TOLERANCE,
+    pricing: Pricing | None = None, with_msssim: bool = True, tolerance: float | None = None,
 ) -> tuple[GridResult, Path]:
     """Fill the encode grid and write its RD table to ``out/rd.csv``.
 
@@ -225,7 +225,7 @@ def _encode_and_allocate(
     with timed(stage_s, "encode"):
         grid, table_path = encode(s.images, s.ladder, s.cache, s.out, jobs, s.refine,
                                   None if s.full_grid else pricing(targets, overhead, s.objective),
-                                  with_msssim or s.objective == "msssim", None if s.exact_search else TOLERANCE)
+                                  with_msssim or s.objective == "msssim", s.search_tolerance)
     skipped = f", {grid.skipped} of the full grid's skipped by the {grid.search}" if grid.skipped else ""
     log(f"encode: {len(grid.table)} cells ({grid.encoded} encoded now{skipped}) -> {table_path}")
     table = allocate.load_rd_table(table_path)

@@ -22,15 +22,16 @@ ladder, listed lowest rate first) the search encodes the lowest setting, then re
 It stops when no bound is within reach: under the convexity assumption, no setting left out
 can be in an optimal allocation of any target, so the exact allocation of the cells encoded
 is the full grid's.  A gap's bound is loose (a chord extended is far below a real curve), so
-by default a gap between two encoded settings must also pass a prediction: the search's own
+with a ``tolerance`` (``clic submission --search-tolerance``; :data:`TOLERANCE` is the one
+measured) a gap between two encoded settings must also pass a prediction: the search's own
 model of the family's curve, interpolated between them (:func:`predicted`), must put a
-setting in it within ``TOLERANCE`` of reach (a fraction of the image's least cost).  That
-gives up the proof, not the allocation's certificate on the cells encoded;
-``bench/replay_search.py`` measures what it saves and what it costs against the full grid
+setting in it within that fraction of the image's least cost of reach.  That gives up the
+proof, not the allocation's certificate on the cells encoded; ``bench/replay_search.py``
+measures what it saves and what it costs against the full grid
 (``bench/results/search_replay.md``).  Extrapolated above the highest encoded setting, the
-prediction lost up to 1 % of SSE on small crops, so the bound alone rules there.  With
-``tolerance=None`` (``clic submission --exact-search``) the bounds alone decide everywhere.  Cells
-already in the cache are used too, as they cost nothing.
+prediction lost up to 1 % of SSE on small crops, so the bound alone rules there.  By default
+the bounds alone decide everywhere.  Cells already in the cache are used too, as they cost
+nothing.
 ``bench/bench_submission.py --full-grid-too`` measures the time saved, the floor any such search
 must encode, and the rows against the full grid.
 """
@@ -52,7 +53,7 @@ from .parallel import Jobs
 STRIDE = 4  # while no allocation meets a target, every family grows this many settings upwards
 COST_FACTOR = 4.0  # a family waits while another wanted family encodes this many times faster
 FREE_S = 0.05  # seconds per cell below which a family never waits
-TOLERANCE = 0.01  # a gap is encoded if a setting in it is predicted within this fraction of reach
+TOLERANCE = 0.01  # the tolerance measured: a gap is encoded if a setting in it is predicted within this fraction of reach
 
 # From an RD table, how each target's allocation prices a cell (None: no allocation of these
 # cells meets that target, so every family grows upwards).
@@ -232,7 +233,7 @@ def higher(table: pd.DataFrame, family_lists: list[list[str]], stride: int = STR
 
 def search_grid(
     images: list[Path], candidates: list[str], cache: Path, n_jobs: Jobs, pricing: Pricing,
-    with_msssim: bool, tolerance: float | None = TOLERANCE, stride: int = STRIDE, fill: Fill = fill_cells,
+    with_msssim: bool, tolerance: float | None = None, stride: int = STRIDE, fill: Fill = fill_cells,
 ) -> GridResult:
     """The adaptive grid of ``images × candidates``: the cells worth encoding for the targets
     that ``pricing`` prices, encoded (or found in the cache); ``skipped`` counts the rest.

@@ -69,9 +69,9 @@ def test_adaptive_grid_allocates_as_the_full_grid_from_fewer_cells(photos, full,
     for target in targets:
         assert chosen(grid.table, target, objective) == chosen(full, target, objective), target.describe()
 
-    # The default search also asks its model's prediction between encoded settings: fewer
-    # cells, and here the same allocations.
-    tolerant = search_grid(photos, ladder_candidates(LADDER), tmp_path / "tolerant", 2, pricing, with_msssim)
+    # With a tolerance the search also asks its model's prediction between encoded settings:
+    # fewer cells, and here the same allocations.
+    tolerant = search_grid(photos, ladder_candidates(LADDER), tmp_path / "tolerant", 2, pricing, with_msssim, TOLERANCE)
     assert tolerant.search == f"search within tolerance {TOLERANCE:g}"
     assert len(tolerant.table) < len(grid.table)
     for target in targets:
@@ -163,8 +163,8 @@ def test_slow_families_wait_for_the_cheap_ones():
     assert 0.003 * 4 < 0.03 < FREE_S and cheapest_first([], table) == []
 
 
-@pytest.mark.parametrize("flag, search", [([], f"search within tolerance {TOLERANCE:g}"),
-                                          (["--exact-search"], "exact search"), (["--full-grid"], "full grid")])
+@pytest.mark.parametrize("flag, search", [([], "exact search"), (["--full-grid"], "full grid"),
+                                          (["--search-tolerance", f"{TOLERANCE:g}"], f"search within tolerance {TOLERANCE:g}")])
 def test_submission_reports_the_cells_it_skipped_and_how(photos, tmp_path, flag, search):
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["submission", "--images", str(photos[0].parent), "--ladder", "jpeg,webp",
