@@ -8,8 +8,8 @@
 its cache in ``full_grid/cache``).  Each run is replayed in the recipe's order, on one scratch
 cache shared as the recipe shares its cache: ``pipeline.search.search_grid`` with its targets
 (read from the run's manifest) and, instead of an encoder, a copy of the full grid's finished
-cell, once per ``--tolerance`` (``exact``: the bounds alone decide; a fraction: the default
-search's prediction test, ``pipeline.search.TOLERANCE``).  So a change to the search is judged
+cell, once per ``--tolerance`` (``exact``: the bounds alone decide, as by default; a fraction:
+also the search's prediction test, ``clic submission --search-tolerance``).  So a change to the search is judged
 in seconds on real cells: the cells it asks for,
 their CPU time as the full grid timed them (encoding and decoding), its rounds and the wall time of its encoding
 on two workers (each round's cells dealt to the first free worker, in the order the search
