@@ -200,9 +200,9 @@ def submission_command(
                                             "the adaptive search (which encodes a coarse grid and refines only where "
                                             "the targets' allocations can land).")] = False,
     search_tolerance: Annotated[Optional[float], typer.Option(
-        min=0, help="Also skip what the search's model predicts cannot come within this fraction of an image's "
-                    "least cost (0.01 saved 15 % of the encode CPU on Kodak, rows within 0.001 dB; default: the "
-                    "convexity bounds alone decide, rows provably the full grid's).")] = None,
+        min=0, help="Also skip what the search's model predicts cannot come within this fraction (e.g. 0.01) of "
+                    "an image's least cost: fewer cells, no proof that the rows are the full grid's (default: the "
+                    "convexity bounds alone decide).")] = None,
 ) -> None:
     """Build verified submissions: encode once → allocate, package, verify, report each target."""
     with expected_errors():
