@@ -248,7 +248,8 @@ def verify_command(
     """Decode a submission in a fresh process (or shards on a cluster), score it, check it against its RD table."""
     with expected_errors(), connect(scheduler, workers, typer.echo) as client:
         out = submission.absolute().parent if out is None else out
-        result = verify(submission, resolve_images(images), out / "decoded", decoder_for(client), client if client is not None else 1)
+        result = verify(submission, resolve_images(images), out / "decoded", decoder_for(client),
+                        client if client is not None else 1)
         typer.echo(format_scores(result.scores))
         typer.echo(f"check: {result.agreement.describe()}")
         typer.echo(f"decoding time: {result.decoding_ms:.0f} ms; decoder: {result.decoder_bytes} bytes")

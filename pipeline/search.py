@@ -53,7 +53,7 @@ from .parallel import Jobs
 STRIDE = 4  # while no allocation meets a target, every family grows this many settings upwards
 COST_FACTOR = 4.0  # a family waits while another wanted family encodes this many times faster
 FREE_S = 0.05  # seconds per cell below which a family never waits
-TOLERANCE = 0.01  # the tolerance measured: a gap is encoded if a setting in it is predicted within this fraction of reach
+TOLERANCE = 0.01  # the one measured: a gap is encoded if a setting in it is predicted within this fraction of reach
 
 # From an RD table, how each target's allocation prices a cell (None: no allocation of these
 # cells meets that target, so every family grows upwards).

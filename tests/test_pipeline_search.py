@@ -163,8 +163,10 @@ def test_slow_families_wait_for_the_cheap_ones():
     assert 0.003 * 4 < 0.03 < FREE_S and cheapest_first([], table) == []
 
 
-@pytest.mark.parametrize("flag, search", [([], "exact search"), (["--full-grid"], "full grid"),
-                                          (["--search-tolerance", f"{TOLERANCE:g}"], f"search within tolerance {TOLERANCE:g}")])
+@pytest.mark.parametrize("flag, search", [
+    ([], "exact search"), (["--full-grid"], "full grid"),
+    (["--search-tolerance", f"{TOLERANCE:g}"], f"search within tolerance {TOLERANCE:g}"),
+])
 def test_submission_reports_the_cells_it_skipped_and_how(photos, tmp_path, flag, search):
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["submission", "--images", str(photos[0].parent), "--ladder", "jpeg,webp",
